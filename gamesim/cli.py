@@ -1,0 +1,171 @@
+"""The `gamesim` command line: games, solve, run, demo.
+
+User errors print one line on stderr and exit with code 2. Heavy libraries are imported inside
+the commands, so `gamesim --help` and `gamesim games` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .errors import GamesimError
+
+RESULT_FILES = ("run.json", "metrics.csv", "policies.npy", "state.npz")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        raise GamesimError(f"{message} (see `{self.prog} --help`)")
+
+
+def main(argv=None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return args.command(args)
+    except GamesimError as exc:
+        print(f"gamesim: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="gamesim", description="Exact simulation of game-theoretic RLHF on preference games.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
+
+    g = sub.add_parser("games", help="list the built-in games")
+    g.set_defaults(command=cmd_games)
+
+    s = sub.add_parser("solve", help="the equilibrium of a game (von Neumann winner at tau = 0)")
+    s.add_argument("game", help="a built-in spec (e.g. cycle3, random:n=10,seed=3) or a CSV file")
+    s.add_argument("--tau", type=float, default=0.0, help="KL weight to the reference policy")
+    s.add_argument("--json", action="store_true", help="print JSON")
+    s.set_defaults(command=cmd_solve)
+
+    r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics")
+    r.add_argument("game", help="a built-in spec or a CSV file")
+    r.add_argument("--algorithm", required=True, help="omd, inpo, nash-md or sppo")
+    r.add_argument("--eta", type=float, help="learning rate (gamesim's convention: see the README)")
+    r.add_argument("--tau", type=float, default=0.0, help="KL weight to the reference policy")
+    r.add_argument("--schedule", default="constant", help="constant, or theorem: eta_t = 2/(tau(t+2))")
+    r.add_argument("--iterations", type=int, required=True)
+    r.add_argument("--seed", type=int, default=0, help="seeds --init random")
+    r.add_argument("--init", default="reference", help="reference (default), uniform or random")
+    r.add_argument("--record-every", type=int, default=1, help="record metrics every K iterations")
+    r.add_argument("--float32", action="store_true", help="compute in float32 instead of float64")
+    r.add_argument("--out", required=True, help="directory for metrics.csv, policies.npy, run.json")
+    r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    r.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
+    r.set_defaults(command=cmd_run)
+
+    d = sub.add_parser("demo", help="INPO, Nash-MD and SPPO on the 3-cycle game, side by side")
+    d.add_argument("--iterations", type=int, default=3000)
+    d.set_defaults(command=cmd_demo)
+    return p
+
+
+def cmd_games(args) -> int:
+    from .games import describe_builtins
+
+    print("\n".join(describe_builtins()))
+    print("any other spec: a path to a CSV file (optional header row of names, then n rows of n numbers);")
+    print("every spec takes ref_seed=K for a reference policy with logits ~ N(0, 1)")
+    return 0
+
+
+def cmd_solve(args) -> int:
+    import numpy as np
+
+    from .equilibria import solve
+    from .games import load_game
+
+    game = load_game(args.game)
+    eq = solve(game, args.tau)
+    if args.json:
+        print(json.dumps({"n": game.n, "tau": args.tau, "policy": np.asarray(eq.policy).tolist(),
+                          "value": eq.value, "duality_gap": eq.duality_gap}))
+        return 0
+    names = game.names or [str(i) for i in range(game.n)]
+    stack = game.stack_policy(eq.policy)
+    for c, pi in enumerate(stack):
+        if game.contextual:
+            print(f"context {c} (weight {game.weights[c]:.4g})")
+        for name, p in zip(names, pi):
+            if p > 0:
+                print(f"  {name:<24} {p:.10f}")
+    print(f"value {eq.value:.12g}   duality gap {eq.duality_gap:.3g}   ({eq.method})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from . import __version__
+    from .engine import simulate
+    from .games import load_game
+    from .results import read_run, versions, write_run
+
+    out = Path(args.out)
+    game = load_game(args.game)
+    config = {"game": args.game, "algorithm": args.algorithm, "eta": args.eta, "tau": args.tau,
+              "schedule": args.schedule, "iterations": args.iterations, "seed": args.seed,
+              "init": args.init, "record_every": args.record_every,
+              "dtype": "float32" if args.float32 else "float64"}
+    previous = None
+    if args.resume:
+        if args.overwrite:
+            raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
+        previous = read_run(out, config, game)
+    elif out.exists() and any((out / f).exists() for f in RESULT_FILES):
+        raise GamesimError(f"{out} already holds results; pass --overwrite to replace them, "
+                           "--resume to continue an interrupted run, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    traj = simulate(game, args.algorithm, eta=args.eta, tau=args.tau, iterations=args.iterations,
+                    seed=args.seed, init=None if args.init == "reference" else args.init,
+                    record_every=args.record_every, schedule=args.schedule, dtype=config["dtype"],
+                    resume_from=previous)
+    write_run(out, traj, config, versions(__version__))
+    if traj.interrupted:
+        print(f"gamesim: interrupted at iteration {int(traj.iterations[-1])}; results so far are in {out}; "
+              "rerun with --resume to continue", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(traj.final()))
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def cmd_demo(args) -> int:
+    from .engine import simulate
+    from .equilibria import solve
+    from .metrics import duality_gap
+
+    game, tau = "cycle3", 0.1
+    eq0, eqt = solve(game), solve(game, tau)
+    print(f"cycle3 (COMAL's 3-cycle): von Neumann winner {eq0.policy.round(4)} = (4, 3, 4)/11;")
+    print(f"tau = {tau}: regularized equilibrium {eqt.policy.round(4)}, whose original-game gap is "
+          f"{duality_gap(game, eqt.policy, 0.0):.4f}")
+    runs = [("sppo (Hedge)", "sppo", {"eta": 0.5}),
+            ("inpo / omd", "inpo", {"eta": 0.5, "tau": tau}),
+            ("nash-md, eta_t = 2/(tau(t+2))", "nash-md", {"tau": tau, "schedule": "theorem"}),
+            ("nash-md, constant eta", "nash-md", {"eta": 0.5, "tau": tau})]
+    print(f"\nafter {args.iterations} iterations from pi_0 = (0.6, 0.3, 0.1); gaps are duality gaps "
+          "(exploitability = gap/2):")
+    print(f"{'algorithm':<32}{'gap last':>12}{'gap avg':>12}{'reg. gap last':>15}{'KL(pi*|pi_t)':>15}")
+    for label, name, kw in runs:
+        t = simulate(game, name, iterations=args.iterations, record_every=args.iterations,
+                     init=[0.6, 0.3, 0.1], **kw).final()
+        print(f"{label:<32}{t['gap']:>12.3g}{t['gap_avg']:>12.3g}{t['gap_reg']:>15.3g}{t['kl_to_eq']:>15.3g}")
+    print("\nsppo's last iterate cycles away from the equilibrium (its average converges); inpo and the "
+          "theorem-scheduled nash-md converge to pi*_tau; constant-step nash-md stalls at a biased point.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+r"""The engine: a whole trajectory as one compiled loop, vmapped over a batch of runs.
+
+A run starts from π_0 (π_ref by default, as in the papers) and applies T updates. Every
+`record_every` iterations, inside the compiled loop, it records the policy and every metric of
+`metrics.METRICS`; record 0 is π_0. The "average iterate" at iteration t is the uniform mean of
+π_0..π_t, the t + 1 policies the learner has played, and the regret sums those t + 1 rounds.
+
+The loop is `jax.lax.scan` over records of a `scan` over `record_every` updates, vmapped over the
+batch (seeds, initial policies, games of one shape, η, τ; a game shared by the whole batch is not
+copied). Long runs go in chunks of records, each one compiled call: a progress bar advances per
+chunk, and Ctrl-C returns the completed chunks (`Trajectory.interrupted`) with the engine state,
+from which `resume_from=` continues bit for bit.
+
+float64 by default, inside `jax.enable_x64` only, so the user's own JAX setting is left alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from .algorithms import Algorithm, get_algorithm
+from .equilibria import check_tau, solve
+from .errors import GamesimError
+from .games import PreferenceGame, load_game
+from .metrics import METRICS
+
+CHUNK_WORK = 2e9
+"""Target floating-point work of one compiled chunk (≈ a second): the progress and interrupt grain."""
+
+
+@dataclass
+class Trajectory:
+    """Recorded iterates of one run, or of a batch of runs (leading batch axis B).
+
+    iterations: (R,) iteration of each record, 0 first. policies: (R, n) — (R, C, n) for a
+    contextual game, with a leading B for a batch. metrics: name → (R,) (or (B, R)).
+    equilibrium: π* used by `kl_to_eq`/`winrate_vs_eq`. state: the engine state after the
+    last record (a list of arrays), for `resume_from`. interrupted: stopped by Ctrl-C before `iterations`.
+    """
+
+    iterations: np.ndarray
+    policies: np.ndarray
+    metrics: dict
+    equilibrium: np.ndarray
+    config: dict
+    state: Any = field(repr=False, default=None)
+    interrupted: bool = False
+    elapsed: float = 0.0
+
+    def final(self) -> dict:
+        """The metrics at the last record: floats for one run, (B,) arrays for a batch."""
+        return {k: (float(v[-1]) if v.ndim == 1 else v[:, -1]) for k, v in self.metrics.items()}
+
+
+def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,
+             record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
+             progress: bool | None = None, resume_from: Trajectory | None = None) -> Trajectory:
+    """Run `algorithm` on `game` for `iterations` exact updates.
+
+    game: a PreferenceGame or a spec string. algorithm: a name of `algorithms.ALGORITHMS`.
+    eta: learning rate (omit with schedule="theorem", η_t = 2/(τ(t+2))). tau: KL weight to π_ref.
+    init: None or "reference" (π_ref), "uniform", "random" (logits ~ N(0,1) from `seed`), or a policy.
+    record_every: record every k iterations (k must divide `iterations`).
+    resume_from: a Trajectory this call continues (same settings) up to `iterations`.
+    """
+    batch = simulate_batch([game], algorithm, eta=[eta], tau=[tau], iterations=iterations,
+                           seeds=[seed], inits=[init], record_every=record_every, schedule=schedule,
+                           dtype=dtype, progress=progress, resume_from=resume_from and _as_batch(resume_from))
+    return Trajectory(batch.iterations, batch.policies[0], {k: v[0] for k, v in batch.metrics.items()},
+                      batch.equilibrium[0], batch.config, batch.state, batch.interrupted, batch.elapsed)
+
+
+def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seeds=0, inits=None,
+                   record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
+                   progress: bool | None = None, resume_from: Trajectory | None = None) -> Trajectory:
+    """Run a batch of B runs as one vmapped loop; every argument is one value or B values.
+
+    games: one game (shared, not copied) or B games of one shape. eta, tau, seeds, inits: one or B.
+    The result has a leading batch axis. The runs are independent: each equals its own `simulate`.
+    """
+    alg = get_algorithm(algorithm)
+    T, k = _check_counts(iterations, record_every)
+    if dtype not in ("float64", "float32"):
+        raise GamesimError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    games = [load_game(g) for g in (games if isinstance(games, (list, tuple)) else [games])]
+    policy_ndim = 1 + games[0].contextual
+    args = {"games": games, "eta": _as_seq(eta, 1), "tau": _as_seq(tau, 1), "seeds": _as_seq(seeds, 1),
+            "inits": _as_seq(inits, policy_ndim + 1)}
+    sizes = {name: len(v) for name, v in args.items() if v is not None and len(v) != 1}
+    if len(set(sizes.values())) > 1:
+        raise GamesimError(f"batch arguments have different lengths {sizes}; give one value or B values each")
+    B = next(iter(sizes.values()), 1)
+    games_b, etas, taus, seeds_b, inits_b = (
+        [value] * B if seq is None else seq * B if len(seq) == 1 else seq
+        for value, seq in zip((None, eta, tau, seeds, inits), args.values()))
+    taus = [check_tau(t) for t in taus]
+    for e, t in zip(etas, taus):
+        alg.check(e, t, schedule)
+    shape = (games[0].num_contexts, games[0].n)
+    if any((g.num_contexts, g.n) != shape for g in games):
+        raise GamesimError("games in one batch must have the same number of responses and contexts")
+
+    import jax
+
+    with jax.enable_x64(dtype == "float64"):
+        return _run(alg, games, games_b, etas, taus, seeds_b, inits_b, T, k, schedule, dtype,
+                    progress, resume_from)
+
+
+def _run(alg, games, games_b, etas, taus, seeds, inits, T, k, schedule, dtype, progress, resume_from):
+    import jax
+
+    t0 = time.perf_counter()
+    ftype = np.float64 if dtype == "float64" else np.float32
+    shared = len(games) == 1
+    stack = lambda xs: np.stack(xs).astype(ftype)  # noqa: E731
+    game_arrays = [(g.payoff.astype(ftype), np.log(g.stacked_reference).astype(ftype)) for g in games]
+    A, log_ref = game_arrays[0] if shared else map(stack, zip(*game_arrays))
+    weights = stack([g.weights for g in games_b])
+    solved = {}
+    for g, t in zip(games_b, taus):
+        if (id(g), t) not in solved:
+            solved[id(g), t] = g.stack_policy(solve(g, t).policy)
+    pi_star = np.stack([solved[id(g), t] for g, t in zip(games_b, taus)])
+    with np.errstate(divide="ignore"):
+        log_pi_star = np.log(pi_star).astype(ftype)
+    eta0 = np.array([1 / t if schedule == "theorem" else e for e, t in zip(etas, taus)], ftype)
+    decay = np.full(len(taus), 0.5 if schedule == "theorem" else 0.0, ftype)
+    hyper = (eta0, decay, np.array(taus, ftype), weights, log_pi_star)
+    consts = (A, log_ref)
+
+    log_pi0 = stack([_initial_policy(g, init, s) for g, init, s in zip(games_b, inits, seeds)])
+    start = _start(alg.name, shared)
+    if resume_from is None:
+        carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, log_pi0))
+        done, records = 0, [({k: v[:, None] for k, v in metrics0.items()}, policy0[:, None])]
+    else:
+        done = int(resume_from.iterations[-1])
+        if done > T or done % k:
+            raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
+        structure = jax.tree_util.tree_structure(jax.eval_shape(start, consts, hyper, log_pi0)[0])
+        carry = jax.tree_util.tree_unflatten(structure, [np.asarray(x) for x in resume_from.state])
+        records = [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
+
+    total_records = (T - done) // k
+    work = k * len(taus) * shape_work(games[0])
+    per_chunk = max(1, min(total_records, int(CHUNK_WORK // work)))
+    bar = _progress_bar(progress, T, done, total_records > per_chunk)
+    interrupted = False
+    try:
+        while done < T:
+            r = min(per_chunk, (T - done) // k)
+            carry, out = _chunk(alg.name, shared, k, r)(carry, consts, hyper)
+            records.append(jax.device_get(out))
+            done += r * k
+            if bar is not None:
+                bar.update(r * k)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    metrics = {name: np.concatenate([m[name] for m, _ in records], axis=1).astype(np.float64)
+               for name in METRICS}
+    policies = np.concatenate([p for _, p in records], axis=1).astype(np.float64)
+    if not games[0].contextual:
+        policies = policies[..., 0, :]
+    iterations = np.arange(policies.shape[1]) * k
+    config = {"algorithm": alg.name, "eta": etas, "tau": taus, "schedule": schedule, "seeds": seeds,
+              "iterations": T, "record_every": k, "dtype": dtype,
+              "games": [g.label for g in games_b]}
+    return Trajectory(iterations, policies, metrics, games[0].unstack(pi_star), config,
+                      jax.tree_util.tree_leaves(jax.device_get(carry)), interrupted, time.perf_counter() - t0)
+
+
+def shape_work(game: PreferenceGame) -> float:
+    """Rough floating-point work of one update and its bookkeeping on `game`."""
+    return game.num_contexts * (4 * game.n ** 2 + 40 * game.n)
+
+
+def _stacked_policies(traj: Trajectory, game: PreferenceGame) -> np.ndarray:
+    p = np.asarray(traj.policies)
+    return p if game.contextual else p[..., None, :]
+
+
+def _as_batch(traj: Trajectory) -> Trajectory:
+    return Trajectory(traj.iterations, traj.policies[None], {k: v[None] for k, v in traj.metrics.items()},
+                      traj.equilibrium[None], traj.config, traj.state, traj.interrupted, traj.elapsed)
+
+
+def _check_counts(iterations, record_every) -> tuple[int, int]:
+    if not (isinstance(iterations, (int, np.integer)) and iterations >= 0):
+        raise GamesimError(f"iterations must be an integer ≥ 0, got {iterations!r}")
+    if not (isinstance(record_every, (int, np.integer)) and record_every >= 1):
+        raise GamesimError(f"record_every must be an integer ≥ 1, got {record_every!r}")
+    if iterations % record_every:
+        lo = iterations - iterations % record_every
+        raise GamesimError(f"iterations ({iterations}) must be a multiple of record_every ({record_every}), "
+                           f"so that the last iterate is recorded: use {lo or record_every} or "
+                           f"{lo + record_every} iterations")
+    return int(iterations), int(record_every)
+
+
+def _as_seq(x, batch_ndim: int) -> list | None:
+    """`x` as a list of per-run values if it is a batch (a list, or an array of `batch_ndim` axes)."""
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    if isinstance(x, np.ndarray) and x.ndim == batch_ndim:
+        return list(x)
+    return None
+
+
+def _initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
+    """log π_0 as a (C, n) stack."""
+    if init is None or (isinstance(init, str) and init == "reference"):
+        return np.log(game.stacked_reference)
+    if isinstance(init, str) and init == "uniform":
+        return np.full((game.num_contexts, game.n), -math.log(game.n))
+    if isinstance(init, str) and init == "random":
+        logits = np.random.default_rng(seed).standard_normal((game.num_contexts, game.n))
+        return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    if isinstance(init, str):
+        raise GamesimError(f"init must be 'reference', 'uniform', 'random' or a policy, not {init!r}")
+    stack = game.stack_policy(init, "the initial policy")
+    if np.any(stack <= 0):
+        raise GamesimError("the initial policy must give every response positive probability: "
+                           "softmax dynamics can never revive a response of probability 0")
+    return np.log(stack)
+
+
+def _progress_bar(progress, total, done, long_run):
+    if progress is False or (progress is None and not (long_run and sys.stderr.isatty())):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="it", unit_scale=True, file=sys.stderr, leave=False)
+
+
+# --- compiled pieces (cached per algorithm, shape flags and loop lengths) ---------------------------
+def _per_run(alg_name: str):
+    """The single-run functions the batch vmaps: start (π_0 → carry, record) and a chunk."""
+    import jax
+    import jax.numpy as jnp
+
+    from .metrics import accumulate, record
+
+    alg: Algorithm = get_algorithm(alg_name)
+
+    def snapshot(state, acc, consts, hyper):
+        A, log_ref = consts
+        _, _, tau, weights, log_pi_star = hyper
+        log_pi = alg.log_policy(state)
+        return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star), jnp.exp(log_pi)
+
+    def start(consts, hyper, log_pi0):
+        A, log_ref = consts
+        state = alg.init(log_pi0, A, log_ref)
+        acc = accumulate(None, A, log_ref, alg.log_policy(state), hyper[2])
+        carry = (state, acc, jnp.zeros((), log_pi0.dtype))
+        return carry, snapshot(state, acc, consts, hyper)
+
+    def chunk(carry, consts, hyper, k, r):
+        A, log_ref = consts
+        eta0, decay, tau = hyper[:3]
+
+        def update(c, _):
+            state, acc, t = c
+            state = alg.step(state, A, log_ref, eta0 / (1 + decay * t), tau)
+            return (state, accumulate(acc, A, log_ref, alg.log_policy(state), tau), t + 1), None
+
+        def one_record(c, _):
+            c, _ = jax.lax.scan(update, c, None, length=k)
+            return c, snapshot(c[0], c[1], consts, hyper)
+
+        return jax.lax.scan(one_record, carry, None, length=r)
+
+    return start, chunk
+
+
+@functools.lru_cache(maxsize=None)
+def _start(alg_name: str, shared: bool):
+    import jax
+
+    start, _ = _per_run(alg_name)
+    game_axis = None if shared else 0
+    return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0)))
+
+
+@functools.lru_cache(maxsize=None)
+def _chunk(alg_name: str, shared: bool, k: int, r: int):
+    import jax
+
+    _, chunk = _per_run(alg_name)
+    game_axis = None if shared else 0
+    run = functools.partial(chunk, k=k, r=r)
+    return jax.jit(jax.vmap(run, in_axes=(0, (game_axis, game_axis), 0)))

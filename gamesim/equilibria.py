@@ -1,0 +1,175 @@
+r"""Exact equilibria of preference games.
+
+τ = 0, the von Neumann winner (Dudík et al. 2015; SPPO eq. 3.3; DNO's Minimax Winner): a policy π
+with (Pπ)_y ≤ 1/2 for every y, i.e. Aπ ≤ 0. The set of them is a polytope; `solve` returns one of
+maximal support (its relative interior), found by one linear program (scipy's HiGHS) over the cone
+{x ≥ 0, Ax ≤ 0}:
+
+    maximize Σ_y s_y  subject to  Ax ≤ 0,  0 ≤ s ≤ 1,  s ≤ x.
+
+Any y in the support of some equilibrium has a scaled cone point with x_y ≥ 1, and the cone is
+closed under sums, so at the optimum s_y = 1 exactly on the maximal support S. The LP answer is
+then polished to float64 accuracy: every equilibrium satisfies (Aπ)_S = 0 (complementary
+slackness), so π_S is projected onto {A_SS π_S = 0, Σπ_S = 1} by least squares and kept if its
+duality gap is smaller. For a generic game the equilibrium is unique and this is it.
+
+τ > 0, the regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ) (unique; NLHF Prop. 1):
+damped Newton on F(x) = x − log BR_τ(softmax x) in log-probabilities (merit ‖F‖₂), from π_ref; if Newton stalls, a continuation in τ (solve at
+larger τ first, warm-start the next) takes over. It stops when ‖F‖ stops falling, and succeeds
+if max_y |π_y − BR_τ(π)_y| ≤ 1e-13.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linprog
+from scipy.special import log_softmax, softmax
+
+from .errors import GamesimError
+from .games import PreferenceGame, load_game
+
+RESIDUAL_TARGET = 1e-13
+_MAX_NEWTON = 60
+
+
+@dataclass(frozen=True)
+class Equilibrium:
+    """A solved equilibrium.
+
+    policy: π*, (n,) or (C, n) for a contextual game. value: min_q J(π*, q), the payoff π*
+    guarantees (the game's value is 1/2, so value = 1/2 − duality_gap/2). duality_gap: DualGap_τ(π*).
+    """
+
+    policy: np.ndarray
+    value: float
+    duality_gap: float
+    tau: float
+    method: str = field(default="", compare=False)
+
+
+def solve(game, tau: float = 0.0) -> Equilibrium:
+    """The equilibrium of `game` (a PreferenceGame or spec) regularized by KL weight `tau`."""
+    game = load_game(game)
+    tau = check_tau(tau)
+    from .metrics import duality_gap  # jax: imported on use
+
+    policies, methods = [], set()
+    for A, ref in zip(game.payoff, game.stacked_reference):
+        pi, method = (_von_neumann_winner(A) if tau == 0 else _regularized(A, np.log(ref), tau))
+        policies.append(pi)
+        methods.add(method)
+    policy = game.unstack(np.stack(policies))
+    gap = duality_gap(game, policy, tau)
+    return Equilibrium(policy, 0.5 - gap / 2, gap, tau, "+".join(sorted(methods)))
+
+
+def check_tau(tau) -> float:
+    try:
+        tau = float(tau)
+    except (TypeError, ValueError):
+        raise GamesimError(f"tau must be a number, got {tau!r}") from None
+    if not np.isfinite(tau) or tau < 0:
+        raise GamesimError(f"tau (the KL weight) must be ≥ 0, got {tau}")
+    return tau
+
+
+# --- τ = 0 -----------------------------------------------------------------------------------------
+def _von_neumann_winner(A: np.ndarray) -> tuple[np.ndarray, str]:
+    n = A.shape[0]
+    # variables [x (n), s (n)]; minimize −Σ s
+    c = np.concatenate([np.zeros(n), -np.ones(n)])
+    A_ub = np.block([[A, np.zeros((n, n))], [-np.eye(n), np.eye(n)]])
+    b_ub = np.zeros(2 * n)
+    bounds = [(0, None)] * n + [(0, 1)] * n
+    res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"the equilibrium LP failed ({res.message}); please report this game")
+    x, s = res.x[:n], res.x[n:]
+    support = s > 0.5
+    pi = np.where(support, np.maximum(x, 0), 0.0)
+    pi /= pi.sum()
+    polished = _polish(A, pi, support)
+    if polished is not None and _gap0(A, polished) <= _gap0(A, pi):
+        return polished, "lp+support"
+    return pi, "lp"
+
+
+def _polish(A: np.ndarray, pi: np.ndarray, support: np.ndarray) -> np.ndarray | None:
+    """Nearest point to π on {A_SS π_S = 0, Σ π_S = 1}, if it stays a positive distribution."""
+    S = np.flatnonzero(support)
+    M = np.vstack([A[np.ix_(S, S)], np.ones(len(S))])
+    residual = np.concatenate([np.zeros(len(S)), [1.0]]) - M @ pi[S]
+    delta = np.linalg.lstsq(M, residual, rcond=None)[0]
+    out = np.zeros_like(pi)
+    out[S] = pi[S] + delta
+    if np.any(out[S] <= 0):
+        return None
+    return out / out.sum()
+
+
+def _gap0(A: np.ndarray, pi: np.ndarray) -> float:
+    return 2 * float(np.max(A @ pi))
+
+
+# --- τ > 0 -----------------------------------------------------------------------------------------
+def _regularized(A: np.ndarray, log_ref: np.ndarray, tau: float) -> tuple[np.ndarray, str]:
+    x, ok = _newton(A, log_ref, tau, log_ref.copy())
+    if ok:
+        return np.exp(x), "newton"
+    # continuation: halve τ from a value where π*_τ is close to π_ref
+    taus = [tau]
+    while taus[-1] < 1.0:
+        taus.append(taus[-1] * 2)
+    x = log_ref.copy()
+    for t in reversed(taus):
+        x, ok = _newton(A, log_ref, t, x)
+    if not ok:
+        raise RuntimeError(f"the regularized equilibrium solver did not converge at tau={tau}; please report this game")
+    return np.exp(x), "newton+continuation"
+
+
+def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Damped Newton on F(x) = x − log BR_τ(softmax x) = 0 with merit ‖F‖₂; returns (log π, converged).
+
+    Converged means max_y |π_y − BR_τ(π)_y| ≤ RESIDUAL_TARGET; it iterates until ‖F‖ stops falling.
+    """
+    n = len(x)
+    ones = np.ones(n)
+
+    def evaluate(x):
+        pi = np.exp(x)
+        log_q = log_softmax(log_ref + A @ pi / tau)
+        return pi, log_q, x - log_q
+
+    pi, log_q, F = evaluate(x)
+    norm = np.linalg.norm(F)
+    for _ in range(_MAX_NEWTON):
+        q = np.exp(log_q)
+        # J = I − (I − 1qᵀ)(A/τ)(diag π − ππᵀ)
+        M = (A * pi - np.outer(A @ pi, pi)) / tau
+        J = np.eye(n) - M + np.outer(ones, q @ M)
+        step = np.linalg.solve(J, -F)
+        alpha = 1.0
+        while alpha > 1e-6:
+            x_new = log_softmax(x + alpha * step)
+            pi_new, log_q_new, F_new = evaluate(x_new)
+            norm_new = np.linalg.norm(F_new)
+            if np.isfinite(norm_new) and norm_new < (1 - 1e-4 * alpha) * norm:
+                break
+            alpha /= 2
+        else:
+            break
+        x, pi, log_q, F, norm = x_new, pi_new, log_q_new, F_new, norm_new
+    return x, float(np.max(np.abs(pi - np.exp(log_q)))) <= RESIDUAL_TARGET
+
+
+def fixed_point_residual(game, policy, tau: float) -> float:
+    """max |π − softmax(log π_ref + Pπ/τ)| over contexts and responses (τ > 0)."""
+    game = load_game(game)
+    stack = game.stack_policy(policy)
+    out = 0.0
+    for A, ref, pi in zip(game.payoff, game.stacked_reference, stack):
+        out = max(out, float(np.max(np.abs(pi - softmax(np.log(ref) + A @ pi / tau)))))
+    return out

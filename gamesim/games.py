@@ -1,0 +1,431 @@
+"""Preference games: the matrix P, the reference policy π_ref, contexts, built-ins, CSV files.
+
+P[i, j] = Prob(response i beats response j), with P + Pᵀ = 1 (so diag P = 1/2). gamesim stores
+the antisymmetric part A = P − 1/2 exactly antisymmetric: every update and metric uses A, since
+(Pπ)_y = 1/2 + (Aπ)_y for any distribution π and the constant cancels in softmax updates.
+
+A contextual game is a stack of C matrices with context weights ρ and a reference policy per
+context; every quantity decouples per context and game-level numbers are ρ-weighted.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .errors import GamesimError
+from .files import atomic_open
+
+COMPLEMENT_TOL = 1e-9
+"""Largest |P + Pᵀ − 1| accepted; within it P is projected to exact complementarity."""
+
+SUM_TOL = 1e-9
+"""Largest |Σ π_ref − 1| (and |Σ ρ − 1|) accepted; within it the vector is renormalized."""
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class PreferenceGame:
+    """A (possibly contextual) preference game.
+
+    Args:
+        P: (n, n) preference matrix, or (C, n, n) for C contexts.
+        reference: π_ref, (n,) or (C, n); default uniform. Every entry must be positive.
+        names: optional names of the n responses.
+        weights: ρ, the context weights (C,); default uniform.
+        label: a short description (the spec string it came from, or a file name).
+    """
+
+    def __init__(self, P, reference=None, names: Sequence[str] | None = None,
+                 weights=None, label: str = "custom"):
+        P = _as_float_array(P, "the preference matrix P")
+        if P.ndim not in (2, 3):
+            raise GamesimError(
+                f"the preference matrix must be 2-D (n×n) or 3-D (contexts×n×n), got shape {P.shape}")
+        self.contextual = P.ndim == 3
+        stack = P if self.contextual else P[None]
+        _check_preferences(stack)
+        self._payoff = (stack - np.swapaxes(stack, 1, 2)) / 2  # exactly antisymmetric
+        self._payoff.setflags(write=False)
+        C, n = stack.shape[0], stack.shape[1]
+        self._reference = _check_reference(reference, C, n, self.contextual)
+        self._weights = _check_weights(weights, C)
+        if names is not None:
+            names = tuple(str(x) for x in names)
+            if len(names) != n:
+                raise GamesimError(f"{len(names)} response names given for {n} responses")
+        self.names = names
+        self.label = label
+
+    # --- shapes -------------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of responses."""
+        return self._payoff.shape[-1]
+
+    @property
+    def num_contexts(self) -> int:
+        return self._payoff.shape[0]
+
+    @property
+    def P(self) -> np.ndarray:
+        """The preference matrix, (n, n), or (C, n, n) for a contextual game."""
+        P = 0.5 + self._payoff
+        return P if self.contextual else P[0]
+
+    @property
+    def reference(self) -> np.ndarray:
+        """π_ref, (n,), or (C, n) for a contextual game."""
+        return self._reference if self.contextual else self._reference[0]
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Context weights ρ, (C,)."""
+        return self._weights
+
+    # --- stacked views used by the solvers and the engine ---------------------------------------
+    @property
+    def payoff(self) -> np.ndarray:
+        """A = P − 1/2 as a (C, n, n) stack, exactly antisymmetric."""
+        return self._payoff
+
+    @property
+    def stacked_reference(self) -> np.ndarray:
+        """π_ref as a (C, n) stack."""
+        return self._reference
+
+    def policy_shape(self) -> tuple[int, ...]:
+        """Shape of a policy on this game: (n,) or (C, n)."""
+        return (self.num_contexts, self.n) if self.contextual else (self.n,)
+
+    def stack_policy(self, policy, what: str = "policy") -> np.ndarray:
+        """Check a user policy of shape `policy_shape()` and return it as a (C, n) stack."""
+        policy = _as_float_array(policy, what)
+        if policy.shape != self.policy_shape():
+            raise GamesimError(f"{what} has shape {policy.shape}; this game needs {self.policy_shape()}")
+        stack = policy if self.contextual else policy[None]
+        _check_distribution(stack, what, positive=False)
+        return stack
+
+    def unstack(self, stack: np.ndarray) -> np.ndarray:
+        """Inverse of `stack_policy` for arrays whose context axis is the one before last."""
+        return stack if self.contextual else stack[..., 0, :]
+
+    def with_reference(self, reference) -> "PreferenceGame":
+        """The same game with another reference policy π_ref."""
+        return PreferenceGame(self.P, reference, self.names, self._weights, self.label)
+
+    def __repr__(self) -> str:
+        ctx = f", contexts={self.num_contexts}" if self.contextual else ""
+        return f"PreferenceGame({self.label!r}, n={self.n}{ctx})"
+
+
+# --- validation ----------------------------------------------------------------------------------
+def _as_float_array(x, what: str) -> np.ndarray:
+    try:
+        arr = np.array(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise GamesimError(f"{what} must be numeric: {exc}") from None
+    if not np.all(np.isfinite(arr)):
+        raise GamesimError(f"{what} has NaN or infinite entries; every entry must be a finite number")
+    return arr
+
+
+def _check_preferences(stack: np.ndarray) -> None:
+    if stack.shape[-1] != stack.shape[-2]:
+        raise GamesimError(
+            f"the preference matrix must be square (P[i, j] for every pair of responses), "
+            f"got {stack.shape[-2]}×{stack.shape[-1]}")
+    if stack.shape[-1] == 0:
+        raise GamesimError("the preference matrix is empty")
+    lo, hi = stack.min(), stack.max()
+    if lo < 0 or hi > 1:
+        raise GamesimError(
+            f"preferences are probabilities and must lie in [0, 1]; found entries in [{lo:g}, {hi:g}]. "
+            "For a payoff matrix use gamesim.games.from_payoff")
+    err = np.abs(stack + np.swapaxes(stack, 1, 2) - 1).max()
+    if err > COMPLEMENT_TOL:
+        c, i, j = np.unravel_index(np.argmax(np.abs(stack + np.swapaxes(stack, 1, 2) - 1)), stack.shape)
+        where = f"P[{i},{j}] + P[{j},{i}] = {stack[c, i, j] + stack[c, j, i]:.6g}"
+        raise GamesimError(
+            f"preferences must be complementary, P + Pᵀ = 1 (so diag P = 1/2); {where}. "
+            "Symmetrize with P ← (P + 1 − Pᵀ)/2 if the asymmetry is noise")
+
+
+def _check_distribution(stack: np.ndarray, what: str, positive: bool) -> np.ndarray:
+    if positive and np.any(stack <= 0):
+        bad = np.argwhere(stack <= 0)[:5, -1].tolist()
+        raise GamesimError(
+            f"{what} must give every response positive probability (KL(π‖π_ref) is infinite "
+            f"otherwise); responses {bad} have probability ≤ 0. Mix it with the uniform policy")
+    if np.any(stack < 0):
+        raise GamesimError(f"{what} has negative entries")
+    sums = stack.sum(-1)
+    if np.any(np.abs(sums - 1) > SUM_TOL):
+        raise GamesimError(
+            f"{what} must sum to 1 over responses; sums are {np.round(sums, 12).tolist()}")
+    return stack / sums[..., None]
+
+
+def _check_reference(reference, C: int, n: int, contextual: bool) -> np.ndarray:
+    if reference is None:
+        ref = np.full((C, n), 1.0 / n)
+    else:
+        ref = _as_float_array(reference, "the reference policy π_ref")
+        if ref.shape == (n,):
+            ref = np.broadcast_to(ref, (C, n))
+        elif not (contextual and ref.shape == (C, n)):
+            want = f"({n},) or ({C}, {n})" if contextual else f"({n},)"
+            raise GamesimError(f"the reference policy π_ref has shape {ref.shape}; expected {want}")
+        ref = _check_distribution(np.array(ref), "the reference policy π_ref", positive=True)
+    ref.setflags(write=False)
+    return ref
+
+
+def _check_weights(weights, C: int) -> np.ndarray:
+    if weights is None:
+        w = np.full(C, 1.0 / C)
+    else:
+        w = _as_float_array(weights, "the context weights ρ")
+        if w.shape != (C,):
+            raise GamesimError(f"the context weights ρ have shape {w.shape}; expected ({C},)")
+        if np.any(w <= 0):
+            raise GamesimError("context weights ρ must be positive; drop contexts of weight 0")
+        w = _check_distribution(w, "the context weights ρ", positive=True)
+    w.setflags(write=False)
+    return w
+
+
+# --- built-in games ------------------------------------------------------------------------------
+RPS_PAYOFF = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
+BIASED_RPS_PAYOFF = np.array([[0.0, -25.0, 50.0], [25.0, 0.0, -5.0], [-50.0, 5.0, 0.0]])
+
+
+def from_payoff(payoff, reference=None, names=None, label: str = "payoff") -> PreferenceGame:
+    """The preference game of an antisymmetric payoff matrix A: P = (1 + A / max|A|) / 2."""
+    A = _as_float_array(payoff, "the payoff matrix")
+    if A.ndim != 2 or A.shape[0] != A.shape[1]:
+        raise GamesimError(f"the payoff matrix must be square, got shape {A.shape}")
+    if np.abs(A + A.T).max() > COMPLEMENT_TOL * max(1.0, np.abs(A).max()):
+        raise GamesimError("the payoff matrix must be antisymmetric (A = −Aᵀ): a symmetric zero-sum game")
+    scale = np.abs(A).max()
+    P = np.full(A.shape, 0.5) if scale == 0 else (1 + A / scale) / 2
+    return PreferenceGame(P, reference, names, label=label)
+
+
+def rps() -> PreferenceGame:
+    """Rock-paper-scissors: P = 1/2 + A/2 with A the RPS payoff; equilibrium uniform."""
+    return from_payoff(RPS_PAYOFF, names=("rock", "paper", "scissors"), label="rps")
+
+
+def biased_rps() -> PreferenceGame:
+    """Biased RPS, payoff [[0,−25,50],[25,0,−5],[−50,5,0]] mapped to [0,1]; equilibrium (1,10,5)/16."""
+    return from_payoff(BIASED_RPS_PAYOFF, names=("rock", "paper", "scissors"), label="biased_rps")
+
+
+def cycle3() -> PreferenceGame:
+    """The 3-cycle of COMAL (Liu et al. 2024): P[b≻a] = P[c≻b] = 0.9, P[a≻c] = 0.8.
+
+    Its unique equilibrium is (4/11, 3/11, 4/11): (Aπ)_a = −0.4·3/11 + 0.3·4/11 = 0, and so on.
+    """
+    P = np.array([[0.5, 0.1, 0.8], [0.9, 0.5, 0.1], [0.2, 0.9, 0.5]])
+    return PreferenceGame(P, names=("a", "b", "c"), label="cycle3")
+
+
+def random_matrix(n: int, rng: np.random.Generator) -> np.ndarray:
+    """EGPO-style random game: strictly-lower triangle i.i.d. U[0,1], upper = 1 − lower, diag 1/2."""
+    lower = np.tril(rng.uniform(size=(n, n)), -1)
+    return lower + np.triu(1 - lower.T, 1) + 0.5 * np.eye(n)
+
+
+def skew_matrix(n: int, rng: np.random.Generator, rank: int = 2, scale: float = 1.0) -> np.ndarray:
+    """Low-rank intransitive game P = σ(v_iᵀ R v_j), v_i ~ N(0, I_rank), R = scale·⊕[[0,1],[−1,0]].
+
+    The general preference model's embeddings (Zhang et al. 2024, "General Preference Modeling
+    with Preference Representations"): R skew-symmetric makes P complementary by construction.
+    """
+    if rank < 2 or rank % 2:
+        raise GamesimError(f"skew games need an even rank ≥ 2 (a skew-symmetric R), got rank={rank}")
+    v = rng.standard_normal((n, rank))
+    R = np.kron(np.eye(rank // 2), np.array([[0.0, 1.0], [-1.0, 0.0]])) * scale
+    logits = v @ R @ v.T
+    logits = (logits - logits.T) / 2  # exact antisymmetry against rounding
+    return 1 / (1 + np.exp(-logits))
+
+
+def bradley_terry_matrix(scores) -> np.ndarray:
+    """Transitive game P[i, j] = σ(s_i − s_j) from scores s."""
+    s = _as_float_array(scores, "the Bradley-Terry scores")
+    d = s[:, None] - s[None, :]
+    return 1 / (1 + np.exp(-d))
+
+
+def bradley_terry(scores, reference=None, names=None) -> PreferenceGame:
+    """A Bradley-Terry (transitive) game; its equilibrium is the top-scoring response."""
+    return PreferenceGame(bradley_terry_matrix(scores), reference, names, label="bradley_terry")
+
+
+def _seeded(draw: Callable[..., np.ndarray], label: str):
+    """A spec factory drawing `contexts` matrices from one seeded generator."""
+
+    def factory(n: int, seed: int = 0, contexts: int = 1, **kw) -> PreferenceGame:
+        if n < 1:
+            raise GamesimError(f"{label} needs n ≥ 1, got n={n}")
+        if contexts < 1:
+            raise GamesimError(f"contexts must be ≥ 1, got {contexts}")
+        rng = np.random.default_rng(seed)
+        mats = [draw(n, rng, **kw) for _ in range(contexts)]
+        return PreferenceGame(np.stack(mats) if contexts > 1 else mats[0], label=label)
+
+    return factory
+
+
+def _bt_draw(n: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray:
+    return bradley_terry_matrix(scale * rng.standard_normal(n))
+
+
+def load_csv(path: str | os.PathLike) -> PreferenceGame:
+    """Read a square matrix from CSV, with an optional first row of response names."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GamesimError(f"cannot read game file {str(path)!r}: {exc.strerror}") from None
+    rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
+    if not rows:
+        raise GamesimError(f"{path}: the file is empty; expected n rows of n numbers")
+    names = None
+    if not all(_is_number(c) for c in rows[0]):
+        names, rows = [c.strip() for c in rows[0]], rows[1:]
+    n = len(names) if names is not None else len(rows[0]) if rows else 0
+    values = []
+    for k, row in enumerate(rows):
+        line = k + 1 + (names is not None)
+        if len(row) != n:
+            raise GamesimError(f"{path}, line {line}: {len(row)} cells, expected {n} (ragged rows)")
+        for c in row:
+            if not _is_number(c):
+                raise GamesimError(f"{path}, line {line}: cell {c.strip()!r} is not a number")
+        values.append([float(c) for c in row])
+    if len(values) != n:
+        raise GamesimError(f"{path}: {len(values)} rows of {n} numbers; a preference matrix is square")
+    return PreferenceGame(np.array(values), names=names, label=path.name)
+
+
+def save_csv(game: PreferenceGame, path: str | os.PathLike) -> None:
+    """Write a non-contextual game as CSV (names row if any); `load_csv` reads it back exactly."""
+    if game.contextual:
+        raise GamesimError("a CSV file holds one matrix; save each context of a contextual game separately")
+    with atomic_open(path, "w") as f:
+        if game.names is not None:
+            f.write(",".join(game.names) + "\n")
+        for row in game.P:
+            f.write(",".join(repr(float(x)) for x in row) + "\n")
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        return math.isfinite(float(cell))
+    except ValueError:
+        return False
+
+
+# --- spec strings ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Builtin:
+    factory: Callable[..., PreferenceGame]
+    params: dict  # name -> default; the default's type is the parameter's type
+    doc: str
+
+
+BUILTINS: dict[str, Builtin] = {
+    "rps": Builtin(lambda: rps(), {}, "rock-paper-scissors; equilibrium uniform"),
+    "cycle3": Builtin(lambda: cycle3(), {},
+                      "COMAL's 3-cycle (Liu et al. 2024); equilibrium (4/11, 3/11, 4/11)"),
+    "biased_rps": Builtin(lambda: biased_rps(), {}, "biased RPS; equilibrium (1/16, 10/16, 5/16)"),
+    "random": Builtin(_seeded(random_matrix, "random"), {"n": 10, "seed": 0, "contexts": 1},
+                      "EGPO-style: lower triangle i.i.d. U[0,1], upper = 1 − lower"),
+    "skew": Builtin(_seeded(skew_matrix, "skew"),
+                    {"n": 10, "rank": 2, "scale": 1.0, "seed": 0, "contexts": 1},
+                    "low-rank intransitive P = σ(v_iᵀ R v_j), R skew-symmetric (general preference model)"),
+    "bt": Builtin(_seeded(_bt_draw, "bt"), {"n": 5, "scale": 1.0, "seed": 0, "contexts": 1},
+                  "transitive Bradley-Terry P = σ(s_i − s_j), scores ~ N(0, scale²)"),
+    "soccer": Builtin(lambda: load_csv(DATA_DIR / "soccer_10agents.csv"), {},
+                      "10 MuJoCo soccer agents (Rowland et al. 2019, via OpenSpiel; Apache-2.0)"),
+    "rrps": Builtin(lambda: load_csv(DATA_DIR / "rrps_43bots.csv"), {},
+                    "43 repeated-RPS bots (Lanctot et al. 2023, via OpenSpiel; Apache-2.0)"),
+}
+ALIASES = {"bradley_terry": "bt", "biased-rps": "biased_rps"}
+COMMON_PARAMS = {"ref_seed": None}
+"""Keys every spec takes: ref_seed=K draws π_ref with logits ~ N(0, 1) from seed K (EGPO's setup)."""
+
+
+def load_game(spec) -> PreferenceGame:
+    """A game from a spec string (`rps`, `random:n=10,seed=3`, `path/to/game.csv`) or a game.
+
+    Spec grammar: NAME[:KEY=VALUE,...]. `gamesim games` lists the names and their keys.
+    """
+    if isinstance(spec, PreferenceGame):
+        return spec
+    if not isinstance(spec, (str, os.PathLike)):
+        raise GamesimError(f"a game is a spec string, a CSV path or a PreferenceGame, not {type(spec).__name__}")
+    spec = os.fspath(spec).strip()
+    if spec.lower().endswith(".csv") or os.sep in spec or os.path.isfile(spec):
+        return load_csv(spec)
+    name, _, args = spec.partition(":")
+    key = ALIASES.get(name, name)
+    if key not in BUILTINS:
+        raise GamesimError(f"unknown game {name!r}{_suggest(name, [*BUILTINS, *ALIASES])}; "
+                           "`gamesim games` lists the built-ins, or give a path to a .csv file")
+    builtin = BUILTINS[key]
+    known = {**builtin.params, **COMMON_PARAMS}
+    kwargs = dict(builtin.params)
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        k, eq, v = item.partition("=")
+        k = k.strip()
+        if not eq:
+            raise GamesimError(f"game spec {spec!r}: {item!r} is not KEY=VALUE")
+        if k not in known:
+            keys = ", ".join(known) or "none"
+            raise GamesimError(f"game {key!r} has no parameter {k!r}{_suggest(k, known)}; its keys: {keys}")
+        kwargs[k] = _parse_value(k, v.strip(), known[k], spec)
+    ref_seed = kwargs.pop("ref_seed", None)
+    game = builtin.factory(**kwargs)
+    game.label = spec
+    if ref_seed is not None:
+        logits = np.random.default_rng(ref_seed).standard_normal((game.num_contexts, game.n))
+        ref = np.exp(logits - logits.max(-1, keepdims=True))
+        ref /= ref.sum(-1, keepdims=True)
+        game = game.with_reference(ref if game.contextual else ref[0])
+        game.label = spec
+    return game
+
+
+def _parse_value(key: str, value: str, default, spec: str):
+    want = float if isinstance(default, float) else int
+    try:
+        return want(value)
+    except ValueError:
+        raise GamesimError(f"game spec {spec!r}: {key}={value!r} is not {'a number' if want is float else 'an integer'}") from None
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def describe_builtins() -> list[str]:
+    """One line per built-in game: its spec with defaults, and what it is."""
+    lines = []
+    for name, b in BUILTINS.items():
+        args = ",".join(f"{k}={v}" for k, v in b.params.items())
+        lines.append(f"{name + (':' + args if args else ''):<40} {b.doc}")
+    return lines

@@ -1,0 +1,141 @@
+r"""Exact metrics of policies on a preference game: duality gaps, KL, win rates, regret.
+
+Conventions (per context; game-level numbers are ρ-weighted sums over contexts). A = P − 1/2, so
+(Pπ)_y = 1/2 + (Aπ)_y. The τ-regularized game is (INPO eq. 3; NLHF eq. 2)
+
+    J(π₁, π₂) = π₁ᵀPπ₂ − τ KL(π₁‖π_ref) + τ KL(π₂‖π_ref),
+
+π₁ maximizing. Its regularized best response is BR_τ(π) = softmax(log π_ref + Pπ/τ) and
+
+    DualGap_τ(π) = max_p J(p, π) − min_q J(π, q)
+                 = 2[τ log Σ_y π_ref(y) e^{(Pπ)_y/τ} + τ KL(π‖π_ref) − 1/2]
+                 = 2τ KL(π ‖ BR_τ(π)),
+
+the last form (derived, using πᵀPπ = 1/2) being the one computed: it is a sum of non-negative
+terms, accurate near the equilibrium. At τ = 0, DualGap_0(π) = 2 max_y (Pπ)_y − 1 = 2 max_y (Aπ)_y.
+Exploitability, max_p P(p ≻ π) − 1/2, is DualGap_0/2.
+
+Regret of the self-play learner that plays π_0, …, π_{T−1} against the losses
+l_s(π) = −πᵀPπ_s + τ KL(π‖π_ref) (INPO §3.1), against the best fixed policy in hindsight:
+
+    Regret_T = Σ_s l_s(π_s) − min_π Σ_s l_s(π) = T·V_τ(π̄_T) + τ Σ_s KL(π_s‖π_ref),
+
+with π̄_T the uniform average and V_τ(π̄) = τ log Σ π_ref e^{Aπ̄/τ} (max_y (Aπ̄)_y at τ = 0); derived
+from πᵀPπ = 1/2. Jensen on the KL term gives DualGap_τ(π̄_T) ≤ 2 Regret_T / T (INPO Thm. 3).
+The linearized regret of INPO Lemma 2 uses the gradients g_s = −Pπ_s + τ(log(π_s/π_ref) + 1):
+Σ_s ⟨g_s, π_s⟩ − min_π Σ_s ⟨g_s, π⟩, which bounds the regret against any comparator, π*_τ included.
+
+Everything here is a pure jax.numpy function of (C, n) stacks, traced inside the engine's loop.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+from jax.nn import log_softmax
+from jax.scipy.special import logsumexp
+
+METRICS = {
+    "gap_reg": "duality gap of the τ-regularized game, last iterate: 2τ KL(π_t‖BR_τ(π_t))",
+    "gap_reg_avg": "duality gap of the τ-regularized game, uniform average of π_0..π_t",
+    "gap": "duality gap of the original game (τ = 0), last iterate: 2 max_y P(y ≻ π_t) − 1",
+    "gap_avg": "duality gap of the original game, uniform average of π_0..π_t",
+    "kl_to_eq": "KL(π*‖π_t), π* = solve(game, τ) (the max-support von Neumann winner at τ = 0)",
+    "kl_to_ref": "KL(π_t‖π_ref)",
+    "regret": "external regret of the self-play learner over π_0..π_t, best fixed policy in hindsight, KL included",
+    "linear_regret": "linearized regret of INPO Lemma 2 over π_0..π_t",
+    "winrate_vs_ref": "P(π_t ≻ π_ref)",
+    "winrate_vs_eq": "P(π_t ≻ π*)",
+}
+"""Metric name → definition; the names are the columns of `metrics.csv` and `Trajectory.metrics`."""
+
+
+def matvec(A, pi):
+    """(Aπ) per context: A (…, n, n), π (…, n)."""
+    return jnp.einsum("...ij,...j->...i", A, pi)
+
+
+def kl(log_p, log_q):
+    """KL(p‖q) over the last axis, from log-probabilities; 0·log 0 = 0."""
+    p = jnp.exp(log_p)
+    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
+
+
+def log_best_response(A, log_ref, pi, tau):
+    """log BR_τ(π) = log softmax(log π_ref + Aπ/τ) (τ > 0)."""
+    return log_softmax(log_ref + matvec(A, pi) / tau, axis=-1)
+
+
+def duality_gaps(A, log_ref, log_pi, tau):
+    """Per-context DualGap_τ(π); τ = 0 gives the original game's gap. Shapes (…, n) → (…)."""
+    pi = jnp.exp(log_pi)
+    Api = matvec(A, pi)
+    positive = tau > 0
+    safe_tau = jnp.where(positive, tau, 1.0)
+    regularized = 2 * safe_tau * kl(log_pi, log_softmax(log_ref + Api / safe_tau, axis=-1))
+    return jnp.where(positive, regularized, 2 * jnp.max(Api, axis=-1))
+
+
+def duality_gap(game, policy, tau: float = 0.0) -> float:
+    """DualGap_τ of `policy` ((n,) or (C, n)) on `game` (a PreferenceGame or spec), ρ-weighted."""
+    import jax
+    import numpy as np
+
+    from .equilibria import check_tau
+    from .games import load_game
+
+    game = load_game(game)
+    stack = game.stack_policy(policy)
+    with jax.enable_x64(True), np.errstate(divide="ignore"):
+        gaps = duality_gaps(game.payoff, np.log(game.stacked_reference), np.log(stack), check_tau(tau))
+        return float(game.weights @ np.asarray(gaps))
+
+
+def best_response_value(A, log_ref, pi, tau):
+    """V_τ(π) = max_p [pᵀAπ − τ KL(p‖π_ref)] per context (max_y (Aπ)_y at τ = 0)."""
+    Api = matvec(A, pi)
+    positive = tau > 0
+    safe_tau = jnp.where(positive, tau, 1.0)
+    return jnp.where(positive, safe_tau * logsumexp(log_ref + Api / safe_tau, axis=-1),
+                     jnp.max(Api, axis=-1))
+
+
+class Accumulators(NamedTuple):
+    """Running sums over the iterates played so far, π_0..π_t, per context."""
+
+    plays: jnp.ndarray  # scalar: t + 1
+    sum_pi: jnp.ndarray  # (C, n): Σ_s π_s
+    sum_kl_ref: jnp.ndarray  # (C,): Σ_s KL(π_s‖π_ref)
+    sum_grad: jnp.ndarray  # (C, n): Σ_s [−Aπ_s + τ log(π_s/π_ref)], Lemma 2's gradients up to constants
+
+
+def accumulate(acc: Accumulators | None, A, log_ref, log_pi, tau) -> Accumulators:
+    """Add π_t to the running sums (start them when `acc` is None)."""
+    pi = jnp.exp(log_pi)
+    grad = -matvec(A, pi) + tau * (log_pi - log_ref)
+    new = Accumulators(jnp.ones((), log_pi.dtype), pi, kl(log_pi, log_ref), grad)
+    return new if acc is None else Accumulators(*(a + b for a, b in zip(acc, new)))
+
+
+def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star) -> dict:
+    """Every metric of `METRICS` at the current iterate, ρ-weighted over contexts."""
+    T = acc.plays
+    avg = acc.sum_pi / T
+    log_avg = jnp.log(avg)
+    pi = jnp.exp(log_pi)
+    pi_star = jnp.exp(log_pi_star)
+    zero = jnp.zeros_like(tau)
+    per_context = {
+        "gap_reg": duality_gaps(A, log_ref, log_pi, tau),
+        "gap_reg_avg": duality_gaps(A, log_ref, log_avg, tau),
+        "gap": duality_gaps(A, log_ref, log_pi, zero),
+        "gap_avg": duality_gaps(A, log_ref, log_avg, zero),
+        "kl_to_eq": kl(log_pi_star, log_pi),
+        "kl_to_ref": kl(log_pi, log_ref),
+        "regret": T * best_response_value(A, log_ref, avg, tau) + tau * acc.sum_kl_ref,
+        "linear_regret": tau * acc.sum_kl_ref - jnp.min(acc.sum_grad, axis=-1),
+        "winrate_vs_ref": 0.5 + jnp.sum(pi * matvec(A, jnp.exp(log_ref)), axis=-1),
+        "winrate_vs_eq": 0.5 + jnp.sum(pi * matvec(A, pi_star), axis=-1),
+    }
+    return {name: jnp.dot(weights, value) for name, value in per_context.items()}
