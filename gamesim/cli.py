@@ -118,7 +118,7 @@ def cmd_run(args) -> int:
         if args.overwrite:
             raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
         previous = read_run(out, config, game)
-    elif out.exists() and any((out / f).exists() for f in RESULT_FILES):
+    elif not args.overwrite and any((out / f).exists() for f in RESULT_FILES):
         raise GamesimError(f"{out} already holds results; pass --overwrite to replace them, "
                            "--resume to continue an interrupted run, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)

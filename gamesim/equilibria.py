@@ -16,7 +16,7 @@ duality gap is smaller. For a generic game the equilibrium is unique and this is
 τ > 0, the regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ) (unique; NLHF Prop. 1):
 damped Newton on F(x) = x − log BR_τ(softmax x) in log-probabilities (merit ‖F‖₂), from π_ref; if Newton stalls, a continuation in τ (solve at
 larger τ first, warm-start the next) takes over. It stops when ‖F‖ stops falling, and succeeds
-if max_y |π_y − BR_τ(π)_y| ≤ 1e-13.
+if max_y |π_y − BR_τ(π)_y| ≤ 1e-13 (or the rounding floor ~ε/τ for tiny τ; τ < 1e-10 is refused).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .errors import GamesimError
 from .games import PreferenceGame, load_game
 
 RESIDUAL_TARGET = 1e-13
+MIN_TAU = 1e-10
+"""Smallest τ > 0 solved: below it, π*_τ is not resolvable in float64 (A/τ overflows the Jacobian)."""
 _MAX_NEWTON = 60
 
 
@@ -72,6 +74,9 @@ def check_tau(tau) -> float:
         raise GamesimError(f"tau must be a number, got {tau!r}") from None
     if not np.isfinite(tau) or tau < 0:
         raise GamesimError(f"tau (the KL weight) must be ≥ 0, got {tau}")
+    if 0 < tau < MIN_TAU:
+        raise GamesimError(f"tau={tau:g} is below {MIN_TAU:g}, too small to resolve in float64; "
+                           "use tau = 0 for the original game")
     return tau
 
 
@@ -133,10 +138,12 @@ def _regularized(A: np.ndarray, log_ref: np.ndarray, tau: float) -> tuple[np.nda
 def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tuple[np.ndarray, bool]:
     """Damped Newton on F(x) = x − log BR_τ(softmax x) = 0 with merit ‖F‖₂; returns (log π, converged).
 
-    Converged means max_y |π_y − BR_τ(π)_y| ≤ RESIDUAL_TARGET; it iterates until ‖F‖ stops falling.
+    Converged means max_y |π_y − BR_τ(π)_y| ≤ max(RESIDUAL_TARGET, 16 ε max|A|/τ), the second term
+    the rounding floor of computing Aπ/τ; it iterates until ‖F‖ stops falling.
     """
     n = len(x)
     ones = np.ones(n)
+    tol = max(RESIDUAL_TARGET, 16 * np.finfo(float).eps * np.abs(A).max() / tau)
 
     def evaluate(x):
         pi = np.exp(x)
@@ -150,7 +157,10 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
         # J = I − (I − 1qᵀ)(A/τ)(diag π − ππᵀ)
         M = (A * pi - np.outer(A @ pi, pi)) / tau
         J = np.eye(n) - M + np.outer(ones, q @ M)
-        step = np.linalg.solve(J, -F)
+        try:
+            step = np.linalg.solve(J, -F)
+        except np.linalg.LinAlgError:
+            break
         alpha = 1.0
         while alpha > 1e-6:
             x_new = log_softmax(x + alpha * step)
@@ -162,7 +172,7 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
         else:
             break
         x, pi, log_q, F, norm = x_new, pi_new, log_q_new, F_new, norm_new
-    return x, float(np.max(np.abs(pi - np.exp(log_q)))) <= RESIDUAL_TARGET
+    return x, float(np.max(np.abs(pi - np.exp(log_q)))) <= tol
 
 
 def fixed_point_residual(game, policy, tau: float) -> float:

@@ -1,8 +1,9 @@
 """Preference games: the matrix P, the reference policy π_ref, contexts, built-ins, CSV files.
 
-P[i, j] = Prob(response i beats response j), with P + Pᵀ = 1 (so diag P = 1/2). gamesim stores
-the antisymmetric part A = P − 1/2 exactly antisymmetric: every update and metric uses A, since
-(Pπ)_y = 1/2 + (Aπ)_y for any distribution π and the constant cancels in softmax updates.
+P[i, j] = Prob(response i beats response j), with P + Pᵀ = 1 (so diag P = 1/2), checked to 1e-9.
+gamesim keeps P as given and computes with its antisymmetric part A = (P − Pᵀ)/2 = P − 1/2, which
+is exactly antisymmetric in floating point: (Pπ)_y = 1/2 + (Aπ)_y for any distribution π, and the
+constant cancels in softmax updates.
 
 A contextual game is a stack of C matrices with context weights ρ and a reference policy per
 context; every quantity decouples per context and game-level numbers are ρ-weighted.
@@ -25,7 +26,7 @@ from .errors import GamesimError
 from .files import atomic_open
 
 COMPLEMENT_TOL = 1e-9
-"""Largest |P + Pᵀ − 1| accepted; within it P is projected to exact complementarity."""
+"""Largest |P + Pᵀ − 1| accepted; computations use A = (P − Pᵀ)/2, exactly antisymmetric."""
 
 SUM_TOL = 1e-9
 """Largest |Σ π_ref − 1| (and |Σ ρ − 1|) accepted; within it the vector is renormalized."""
@@ -53,8 +54,10 @@ class PreferenceGame:
         self.contextual = P.ndim == 3
         stack = P if self.contextual else P[None]
         _check_preferences(stack)
+        self._P = stack
         self._payoff = (stack - np.swapaxes(stack, 1, 2)) / 2  # exactly antisymmetric
-        self._payoff.setflags(write=False)
+        for a in (self._P, self._payoff):
+            a.setflags(write=False)
         C, n = stack.shape[0], stack.shape[1]
         self._reference = _check_reference(reference, C, n, self.contextual)
         self._weights = _check_weights(weights, C)
@@ -77,9 +80,8 @@ class PreferenceGame:
 
     @property
     def P(self) -> np.ndarray:
-        """The preference matrix, (n, n), or (C, n, n) for a contextual game."""
-        P = 0.5 + self._payoff
-        return P if self.contextual else P[0]
+        """The preference matrix as given, (n, n), or (C, n, n) for a contextual game."""
+        return self._P if self.contextual else self._P[0]
 
     @property
     def reference(self) -> np.ndarray:
@@ -94,7 +96,7 @@ class PreferenceGame:
     # --- stacked views used by the solvers and the engine ---------------------------------------
     @property
     def payoff(self) -> np.ndarray:
-        """A = P − 1/2 as a (C, n, n) stack, exactly antisymmetric."""
+        """A = (P − Pᵀ)/2 = P − 1/2 as a (C, n, n) stack, exactly antisymmetric."""
         return self._payoff
 
     @property
@@ -293,7 +295,7 @@ def _bt_draw(n: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray
 
 
 def load_csv(path: str | os.PathLike) -> PreferenceGame:
-    """Read a square matrix from CSV, with an optional first row of response names."""
+    """Read a square matrix from CSV, with an optional first row of response names (no numbers)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -303,7 +305,7 @@ def load_csv(path: str | os.PathLike) -> PreferenceGame:
     if not rows:
         raise GamesimError(f"{path}: the file is empty; expected n rows of n numbers")
     names = None
-    if not all(_is_number(c) for c in rows[0]):
+    if not any(_is_number(c) for c in rows[0]):
         names, rows = [c.strip() for c in rows[0]], rows[1:]
     n = len(names) if names is not None else len(rows[0]) if rows else 0
     values = []

@@ -1,0 +1,133 @@
+"""Iterations per second of gamesim's engine against a plain numpy loop.
+
+One "iteration" is one OMD update (log pi <- (1 - eta tau) log pi + eta tau log pi_ref + eta A pi,
+normalized) of one game, with the engine's bookkeeping: running sums of pi, KL(pi||pi_ref) and
+the Lemma-2 gradient every iteration, and every metric at the first and last iterate
+(record_every = T). Rates are game-iterations per second = batch * T / seconds, in float64.
+
+gamesim: one `simulate_batch(..., "omd", tau=0.1, iterations=T, record_every=T)` call, timed
+after a warm-up call with the same shapes and T (JAX compiles once per shape and loop length).
+The timed call includes the engine's fixed per-call cost (mostly solving each game's equilibrium
+for the kl_to_eq metric), shown separately as "fixed s" (a call with iterations=0).
+Batch 256 is 256 different random games for n <= 100, and one shared game with 256 learning
+rates for n = 1000 (a shared game is not copied, so the batch becomes a matmul).
+
+numpy: the loop a researcher would write, vectorized over the batch (einsum over B games, or
+pi @ A.T for a shared game); T is calibrated so that each timing takes ~1.5 s (~0.3 s --quick).
+
+    python benchmarks/engine.py [--quick] [--json PATH]
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+
+import gamesim
+
+TAU = 0.1
+# (n, batch) -> gamesim iterations T, sized for ~1.5 s per timed call on a 2-core machine.
+GAMESIM_T = {(3, 1): 4_000_000, (10, 1): 1_500_000, (100, 1): 400_000, (1000, 1): 8_000,
+             (3, 256): 200_000, (10, 256): 60_000, (100, 256): 2_000, (1000, 256): 200}
+
+
+def setup(n, batch):
+    """(games argument, eta argument) for simulate_batch, as described in the docstring."""
+    if batch == 1:
+        return gamesim.load_game(f"random:n={n},seed=0"), 0.5
+    if n <= 100:
+        return [gamesim.load_game(f"random:n={n},seed={s}") for s in range(batch)], 0.5
+    return gamesim.load_game(f"random:n={n},seed=0"), np.linspace(0.05, 0.5, batch).tolist()
+
+
+def gamesim_rate(games, eta, batch, T):
+    run = lambda iters, k: gamesim.simulate_batch(  # noqa: E731
+        games, "omd", eta=eta, tau=TAU, iterations=iters, record_every=k, progress=False)
+    run(T, T)  # warm-up: compiles this shape and loop length
+    t0 = time.perf_counter()
+    run(T, T)
+    seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(0, 1)
+    return batch * T / seconds, time.perf_counter() - t0
+
+
+def numpy_loop(A, log_ref, log_pi, eta, T, shared):
+    """T OMD updates in log space with the engine's running sums; A is (n, n) or (B, n, n)."""
+    pi = np.exp(log_pi)
+    sum_pi, sum_kl, sum_grad = pi.copy(), (pi * (log_pi - log_ref)).sum(-1), np.zeros_like(pi)
+    for _ in range(T):
+        Api = pi @ A.T if shared else np.einsum("bij,bj->bi", A, pi)
+        sum_grad += -Api + TAU * (log_pi - log_ref)
+        logits = (1 - eta * TAU) * log_pi + eta * TAU * log_ref + eta * Api
+        m = logits.max(-1, keepdims=True)
+        log_pi = logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+        pi = np.exp(log_pi)
+        sum_pi += pi
+        sum_kl += (pi * (log_pi - log_ref)).sum(-1)
+    return sum_pi, sum_kl, sum_grad
+
+
+def numpy_rate(games, eta, batch, target):
+    games = games if isinstance(games, list) else [games]
+    shared = len(games) == 1
+    A = games[0].payoff[0] if shared else np.stack([g.payoff[0] for g in games])
+    log_ref = np.log(games[0].stacked_reference[0] if shared
+                     else np.stack([g.stacked_reference[0] for g in games]))
+    eta = np.asarray(eta, np.float64)[:, None] if np.ndim(eta) else float(eta)
+    log_pi0 = np.broadcast_to(log_ref, (batch, log_ref.shape[-1]) if batch > 1 else log_ref.shape).copy()
+    T = 1
+    while True:  # grow T until one timing takes `target` seconds
+        t0 = time.perf_counter()
+        numpy_loop(A, log_ref, log_pi0, eta, T, shared)
+        seconds = time.perf_counter() - t0
+        if seconds >= target:
+            return batch * T / seconds, T
+        T = max(2 * T, int(T * 1.2 * target / max(seconds, 1e-6)))
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations (well under a minute)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args()
+    import jax
+
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+               "numpy": np.__version__, "dtype": "float64", "quick": args.quick}
+    print(f"{machine['cpu']}, {machine['cores']} cores | jax {machine['jax']}, numpy {machine['numpy']}"
+          f" | float64{' | --quick' if args.quick else ''}")
+    print("one iteration = one OMD update of one game, with the engine's metric bookkeeping "
+          f"(tau={TAU}, record_every=T)")
+    header = f"{'n':>5} | {'batch':>5} | {'T gamesim':>9} | {'T numpy':>8} | {'gamesim it/s':>12} | " \
+             f"{'numpy it/s':>10} | {'speedup':>7} | {'fixed s':>7}"
+    print(header + "\n" + "-" * len(header), flush=True)
+    rows = []
+    for batch in (1, 256):
+        for n in (3, 10, 100, 1000):
+            games, eta = setup(n, batch)
+            T = GAMESIM_T[n, batch] // (20 if args.quick else 1)
+            gs, fixed = gamesim_rate(games, eta, batch, T)
+            npr, T_np = numpy_rate(games, eta, batch, 0.3 if args.quick else 1.5)
+            rows.append({"n": n, "batch": batch, "gamesim_T": T, "numpy_T": T_np, "gamesim_it_per_s": gs,
+                         "numpy_it_per_s": npr, "speedup": gs / npr, "gamesim_fixed_s": fixed})
+            print(f"{n:>5} | {batch:>5} | {T:>9} | {T_np:>8} | {gs:>12.3g} | {npr:>10.3g} | "
+                  f"{gs / npr:>6.1f}x | {fixed:>7.3f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "results": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Shared fixtures. JAX compiles once per shape and loop length: tests reuse a few of each."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def random_games():
+    """Generic random games of the shapes the engine tests share."""
+    from gamesim import load_game
+
+    return [load_game(f"random:n=10,seed={s}") for s in range(4)]
+
+
+def numpy_softmax(logits):
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)

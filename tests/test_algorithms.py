@@ -1,0 +1,178 @@
+"""Updates against plain-numpy transcriptions of the papers' equations, and the INPO/SPPO losses."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import numpy_softmax
+
+from gamesim import GamesimError, load_game, simulate
+from gamesim.algorithms import (ALGORITHMS, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
+                                eta_to_sppo_beta, get_algorithm, omd_update, theorem_schedule)
+from gamesim.losses import inpo_loss, inpo_population_loss, inpo_regression_loss, sppo_loss
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """These tests call the pure functions directly, in float64, without touching the global flag."""
+    with jax.enable_x64(True):
+        yield
+
+
+def normalize(w):
+    return w / w.sum()
+
+
+# Transcriptions in probability space, with P itself (not A), in each paper's own convention.
+def inpo_eq5(pi, P, ref, eta_inpo, tau):
+    """INPO eq. 5: π_{t+1} ∝ exp(P(y≻π_t)/η) π_ref^{τ/η} π_t^{1−τ/η}, η the inverse learning rate."""
+    return normalize(np.exp(P @ pi / eta_inpo) * ref ** (tau / eta_inpo) * pi ** (1 - tau / eta_inpo))
+
+
+def nash_md_eq34(pi, P, ref, eta, tau):
+    """NLHF eq. 3 (geometric mixture) and eq. 4 (mirror step against it)."""
+    mix = normalize(pi ** (1 - eta * tau) * ref ** (eta * tau))
+    return normalize(mix * np.exp(eta * P @ mix))
+
+
+def sppo_eq41(pi, P, ref, eta, tau):
+    """SPPO eq. 4.1: π_{t+1} ∝ π_t exp(η P(y ≻ π_t))."""
+    return normalize(pi * np.exp(eta * P @ pi))
+
+
+CASES = [("omd", lambda pi, P, ref, eta, tau: inpo_eq5(pi, P, ref, 1 / eta, tau)),
+         ("inpo", lambda pi, P, ref, eta, tau: inpo_eq5(pi, P, ref, 1 / eta, tau)),
+         ("nash-md", nash_md_eq34),
+         ("sppo", sppo_eq41)]
+
+
+@pytest.mark.parametrize("name, reference_update", CASES)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_update_matches_paper_equation_over_100_steps(name, reference_update, seed):
+    game = load_game(f"random:n=10,seed={seed},ref_seed={seed + 10}")
+    eta, tau = 0.7, 0.3
+    traj = simulate(game, name, eta=eta, tau=tau, iterations=100)
+    pi = game.reference
+    for t in range(100):
+        pi = reference_update(pi, game.P, game.reference, eta, tau)
+        np.testing.assert_allclose(traj.policies[t + 1], pi, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("name, reference_update", CASES[2:3] + CASES[:1])
+def test_theorem_schedule_matches_paper(name, reference_update):
+    game = load_game("random:n=10,seed=2")
+    tau = 0.5
+    traj = simulate(game, name, tau=tau, schedule="theorem", iterations=100)
+    pi = game.reference
+    for t in range(100):
+        pi = reference_update(pi, game.P, game.reference, 2 / (tau * (t + 2)), tau)
+        np.testing.assert_allclose(traj.policies[t + 1], pi, atol=1e-12, rtol=0)
+
+
+def test_contextual_update_is_per_context():
+    game = load_game("random:n=10,seed=3,contexts=2,ref_seed=1")
+    traj = simulate(game, "nash-md", eta=0.4, tau=0.2, iterations=100)
+    for c in range(2):
+        pi = game.reference[c]
+        for _ in range(100):
+            pi = nash_md_eq34(pi, game.P[c], game.reference[c], 0.4, 0.2)
+        np.testing.assert_allclose(traj.policies[-1, c], pi, atol=1e-12, rtol=0)
+
+
+def test_step_size_converters_round_trip_and_match_inpo():
+    assert eta_from_inverse(0.005) == pytest.approx(200) and eta_to_inverse(200) == pytest.approx(0.005)
+    assert eta_from_sppo_beta(1e-3) == pytest.approx(1e3) and eta_to_sppo_beta(1e3) == pytest.approx(1e-3)
+    game = load_game("cycle3")
+    pi, P, ref = np.array([0.6, 0.3, 0.1]), game.P, game.reference
+    eta_inpo, tau = 2.0, 0.5  # INPO's inverse learning rate
+    ours = np.exp(omd_update(jnp.log(pi)[None], game.payoff, jnp.log(ref)[None], eta_from_inverse(eta_inpo), tau))
+    np.testing.assert_allclose(ours[0], inpo_eq5(pi, P, ref, eta_inpo, tau), atol=1e-15)
+    assert float(theorem_schedule(0.1, 0)) * 0.1 == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name, eta, tau, schedule, message", [
+    ("omd", 0.0, 0.1, "constant", "> 0"),
+    ("omd", -1.0, 0.1, "constant", "> 0"),
+    ("inpo", 5.0, 0.3, "constant", "eta·tau ≤ 1"),
+    ("nash-md", 20.0, 0.1, "constant", "eta·tau ≤ 1"),
+    ("nash-md", None, 0.1, "constant", "needs a learning rate"),
+    ("nash-md", 0.5, 0.1, "theorem", "do not also give eta"),
+    ("nash-md", None, 0.0, "theorem", "needs tau > 0"),
+    ("sppo", None, 0.0, "theorem", "schedule"),
+    ("omd", float("nan"), 0.1, "constant", "finite"),
+    ("omd", 0.1, -0.1, "constant", "≥ 0"),
+    ("inpo", 0.1, 0.1, "cosine", "schedule"),
+])
+def test_invalid_step_sizes_are_refused(name, eta, tau, schedule, message):
+    with pytest.raises(GamesimError, match=message):
+        simulate("cycle3", name, eta=eta, tau=tau, schedule=schedule, iterations=10)
+
+
+def test_unknown_algorithm_suggests():
+    with pytest.raises(GamesimError, match="did you mean 'nash-md'"):
+        get_algorithm("nashmd")
+    assert set(ALGORITHMS) == {"omd", "inpo", "nash-md", "sppo"}
+
+
+# --- losses ---------------------------------------------------------------------------------------
+def _minimize_quadratic(loss, x0):
+    """Exact minimizer of a loss quadratic in the logits x: one Newton step with the autodiff Hessian.
+
+    The loss depends on x only through differences x_y − x_y', so the Hessian is singular along
+    the all-ones direction; the pseudo-inverse picks the step orthogonal to it.
+    """
+    g, H = jax.grad(loss)(x0), jax.hessian(loss)(x0)
+    return x0 - jnp.linalg.pinv(H, rtol=1e-12) @ g
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("which", ["eq8_population", "eq7_regression"])
+def test_inpo_loss_minimizer_is_the_omd_step(seed, which):
+    """INPO Lemma 5 / Prop. 6: argmin of the loss over policies is the closed-form update (eq. 5)."""
+    game = load_game(f"random:n=8,seed={seed},ref_seed={seed}")
+    A, log_ref = jnp.asarray(game.payoff[0]), jnp.log(game.reference)
+    log_pi_t = jax.nn.log_softmax(jnp.asarray(np.random.default_rng(seed).standard_normal(8)))
+    eta, tau = 0.8, 0.4
+    loss_fn = inpo_population_loss if which == "eq8_population" else inpo_regression_loss
+    x = _minimize_quadratic(lambda x: loss_fn(x, log_pi_t, log_ref, A, eta, tau), log_pi_t)
+    expected = omd_update(log_pi_t[None], A[None], log_ref[None], eta, tau)[0]
+    np.testing.assert_allclose(np.exp(jax.nn.log_softmax(x)), np.exp(expected), atol=1e-8)
+
+
+def test_inpo_eq8_equals_eq7_up_to_a_constant():
+    """Prop. 6: the two losses differ by a constant in π (checked at several policies)."""
+    game = load_game("random:n=6,seed=5")
+    A, log_ref = jnp.asarray(game.payoff[0]), jnp.log(game.reference)
+    rng = np.random.default_rng(0)
+    log_pi_t = jax.nn.log_softmax(jnp.asarray(rng.standard_normal(6)))
+    diffs = []
+    for _ in range(5):
+        x = jnp.asarray(rng.standard_normal(6))
+        diffs.append(inpo_population_loss(x, log_pi_t, log_ref, A, 0.5, 0.2)
+                     - inpo_regression_loss(x, log_pi_t, log_ref, A, 0.5, 0.2))
+    assert np.ptp(np.array(diffs)) < 1e-13
+
+
+def test_inpo_sample_loss_is_the_weighted_pair_loss():
+    log_pi, log_t, log_ref = (jax.nn.log_softmax(jnp.asarray(v)) for v in np.random.default_rng(1).standard_normal((3, 4)))
+    w, l = jnp.array([0, 1, 1, 3]), jnp.array([2, 0, 3, 1])
+    h = (log_pi[w] - log_pi[l]) - 0.5 * 0.2 * (log_ref[w] - log_ref[l]) - (1 - 0.1) * (log_t[w] - log_t[l])
+    assert inpo_loss(log_pi, log_t, log_ref, 0.5, 0.2, w, l) == pytest.approx(float(jnp.mean((h - 0.25) ** 2)))
+
+
+def test_sppo_loss_exact_partition_vanishes_at_the_update():
+    game = load_game("random:n=7,seed=3")
+    P = game.P
+    pi_t = normalize(np.random.default_rng(2).uniform(0.1, 1, 7))
+    eta = 2.0
+    nxt = sppo_eq41(pi_t, P, None, eta, 0.0)
+    wins = P @ pi_t
+    log_z = np.log(np.sum(pi_t * np.exp(eta * wins)))
+    y = jnp.arange(7)
+    exact = sppo_loss(jnp.log(nxt), jnp.log(pi_t), eta, y, wins, pi_t, log_partition=log_z)
+    assert exact < 1e-28
+    # the practical loss (log Z ≈ η/2, eqs. 4.6–4.7) is off by exactly (log Z − η/2)² there
+    practical = sppo_loss(jnp.log(nxt), jnp.log(pi_t), eta, y, wins, pi_t)
+    assert practical == pytest.approx((log_z - eta / 2) ** 2, rel=1e-10)
+    assert sppo_loss(jnp.log(pi_t), jnp.log(pi_t), eta, y, wins, pi_t, log_partition=log_z) > 1e-3

@@ -1,0 +1,81 @@
+"""The command line: outputs, refusals and exit codes, as a user sees them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gamesim.cli import main
+from gamesim.metrics import METRICS
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "gamesim.cli", *args], capture_output=True, text=True)
+
+
+def test_solve_json(capsys):
+    assert main(["solve", "cycle3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"n", "tau", "policy", "value", "duality_gap"}
+    np.testing.assert_allclose(out["policy"], np.array([4, 3, 4]) / 11, atol=1e-14)
+
+
+def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["run", "cycle3", "--algorithm", "inpo", "--eta", "0.5", "--tau", "0.1", "--iterations", "200",
+            "--record-every", "20", "--out", str(out)]
+    assert main([*args, "--json"]) == 0
+    final = json.loads(capsys.readouterr().out)
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == ["iteration", *METRICS]
+    table = np.loadtxt(out / "metrics.csv", delimiter=",", skiprows=1)
+    assert table.shape == (11, 1 + len(METRICS)) and table[-1, 0] == 200
+    policies = np.load(out / "policies.npy")
+    assert policies.shape == (11, 3) and policies.dtype == np.float64
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete" and info["config"]["algorithm"] == "inpo"
+    assert info["final"] == final and "jax" in info["versions"] and info["timing"]["seconds"] > 0
+    assert main(args) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_resume_extends_a_run_exactly(tmp_path):
+    base = ["run", "random:n=10,seed=0", "--algorithm", "nash-md", "--eta", "0.3", "--tau", "0.2",
+            "--record-every", "20"]
+    assert main([*base, "--iterations", "200", "--out", str(tmp_path / "whole")]) == 0
+    assert main([*base, "--iterations", "100", "--out", str(tmp_path / "part")]) == 0
+    assert main([*base, "--iterations", "200", "--out", str(tmp_path / "part"), "--resume"]) == 0
+    for f in ("metrics.csv",):
+        assert (tmp_path / "whole" / f).read_text() == (tmp_path / "part" / f).read_text()
+    np.testing.assert_array_equal(np.load(tmp_path / "whole" / "policies.npy"), np.load(tmp_path / "part" / "policies.npy"))
+    assert main([*base, "--iterations", "200", "--eta", "0.4", "--out", str(tmp_path / "part"), "--resume"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["solve", "rsp"], "did you mean 'rps'"),
+    (["run", "cycle3", "--algorithm", "inp", "--eta", "1", "--iterations", "10", "--out", "x"], "did you mean 'inpo'"),
+    (["run", "cycle3", "--algorithm", "inpo", "--eta", "20", "--tau", "0.1", "--iterations", "10", "--out", "x"],
+     "eta·tau ≤ 1"),
+    (["run", "cycle3", "--eta", "1", "--iterations", "10", "--out", "x"], "required: --algorithm"),
+    (["solve", "cycle3", "--tau", "-1"], "≥ 0"),
+])
+def test_user_errors_are_one_line_exit_2(args, message):
+    res = run_cli(*args)
+    assert res.returncode == 2
+    assert message in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in res.stderr
+
+
+def test_games_lists_builtins():
+    res = run_cli("games")
+    assert res.returncode == 0
+    assert {line.split(":")[0].split()[0] for line in res.stdout.splitlines()[:8]} >= {"rps", "cycle3", "random", "soccer"}
+
+
+def test_demo_runs(capsys):
+    assert main(["demo", "--iterations", "300"]) == 0
+    out = capsys.readouterr().out
+    assert "sppo" in out and "nash-md" in out

@@ -1,0 +1,114 @@
+"""Equilibria: hand-derived answers, fixed-point equations, and an independent solver (Nashpy)."""
+
+import nashpy
+import numpy as np
+import pytest
+from scipy.special import softmax
+
+from gamesim import duality_gap, load_game, solve
+from gamesim.equilibria import fixed_point_residual
+from gamesim.games import PreferenceGame, from_payoff
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("cycle3", np.array([4, 3, 4]) / 11),
+    ("biased_rps", np.array([1, 10, 5]) / 16),
+    ("rps", np.full(3, 1 / 3)),
+])
+def test_known_von_neumann_winners(spec, expected):
+    eq = solve(spec)
+    np.testing.assert_allclose(eq.policy, expected, atol=1e-14)
+    assert abs(eq.duality_gap) <= 1e-14 and eq.value == pytest.approx(0.5, abs=1e-14)
+
+
+def test_condorcet_winner_of_bradley_terry_game():
+    game = load_game("bt:n=6,seed=3")
+    scores_order = np.argmax(game.P.sum(1))
+    eq = solve(game)
+    assert eq.policy[scores_order] == 1.0
+
+
+def test_max_support_when_not_unique():
+    # two copies of rock: any split between them is an equilibrium; the max-support one uses both
+    A = np.array([[0, 0, -1, 1], [0, 0, -1, 1], [1, 1, 0, -1], [-1, -1, 1, 0.0]])
+    eq = solve(from_payoff(A))
+    assert np.all(eq.policy > 0.05), eq.policy
+    assert eq.duality_gap <= 1e-14
+    np.testing.assert_allclose(eq.policy[2:], [1 / 3, 1 / 3], atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_lp_agrees_with_nashpy(seed):
+    n = 3 + seed % 8
+    game = load_game(f"random:n={n},seed={seed}")
+    A = game.payoff[0]
+    row, col = nashpy.Game(A).linear_program()  # row player maximizes xᵀAy
+    eq = solve(game)
+    np.testing.assert_allclose(eq.policy, row, atol=1e-8)
+    np.testing.assert_allclose(eq.policy, col, atol=1e-8)
+    assert eq.value == pytest.approx(0.5 + row @ A @ col, abs=1e-8)
+    assert eq.duality_gap <= 1e-13
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lp_agrees_with_vertex_enumeration(seed):
+    game = load_game(f"skew:n=6,rank=4,seed={seed}")
+    (row, _), = list(nashpy.Game(game.payoff[0]).vertex_enumeration())
+    np.testing.assert_allclose(solve(game).policy, row, atol=1e-9)
+
+
+def test_real_games_supports():
+    assert np.count_nonzero(solve("soccer").policy) == 3
+    assert np.count_nonzero(solve("rrps").policy) == 5
+    assert solve("rrps").duality_gap <= 1e-13
+
+
+@pytest.mark.parametrize("spec", ["cycle3", "rps", "random:n=10,seed=1", "skew:n=40,rank=4,seed=2", "rrps",
+                                  "random:n=5,seed=2,contexts=3,ref_seed=1"])
+@pytest.mark.parametrize("tau", [1.0, 0.1, 0.01, 1e-3])
+def test_regularized_fixed_point(spec, tau):
+    game = load_game(spec)
+    eq = solve(game, tau)
+    assert fixed_point_residual(game, eq.policy, tau) <= 1e-12
+    assert 0 <= eq.duality_gap + 1e-15 and eq.duality_gap <= 1e-12
+
+
+def test_regularized_known_value_cycle3():
+    # equations.md sanity value (uniform reference, τ = 0.1), and a check from scratch
+    pi = solve("cycle3", 0.1).policy
+    np.testing.assert_allclose(pi, [0.337, 0.284, 0.379], atol=1e-3)
+    P = load_game("cycle3").P
+    np.testing.assert_allclose(pi, softmax(np.log(np.full(3, 1 / 3)) + P @ pi / 0.1), atol=1e-14)
+    assert duality_gap("cycle3", pi, 0.0) == pytest.approx(0.0245, abs=1e-4)
+
+
+def test_regularized_large_game():
+    game = load_game("random:n=2000,seed=0")
+    eq = solve(game, 0.05)
+    assert fixed_point_residual(game, eq.policy, 0.05) <= 1e-12
+    assert eq.duality_gap <= 1e-12
+
+
+def test_regularized_tends_to_von_neumann_winner():
+    target = solve("cycle3").policy
+    errors = [np.abs(solve("cycle3", tau).policy - target).max() for tau in (0.1, 0.01, 0.001)]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 2e-3
+
+
+def test_contextual_solve_is_per_context():
+    game = load_game("random:n=5,seed=3,contexts=2")
+    eq = solve(game)
+    for c in range(2):
+        single = PreferenceGame(game.P[c])
+        np.testing.assert_allclose(eq.policy[c], solve(single).policy, atol=1e-14)
+
+
+def test_bad_tau():
+    from gamesim import GamesimError
+
+    with pytest.raises(GamesimError, match="≥ 0"):
+        solve("rps", -0.1)
+    with pytest.raises(GamesimError, match="too small"):
+        solve("rps", 1e-12)
+    with pytest.raises(GamesimError, match="number"):
+        solve("rps", "abc")
