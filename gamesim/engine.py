@@ -124,11 +124,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, T, k, schedule, dtype, p
     game_arrays = [(g.payoff.astype(ftype), np.log(g.stacked_reference).astype(ftype)) for g in games]
     A, log_ref = game_arrays[0] if shared else map(stack, zip(*game_arrays))
     weights = stack([g.weights for g in games_b])
-    solved = {}
-    for g, t in zip(games_b, taus):
-        if (id(g), t) not in solved:
-            solved[id(g), t] = g.stack_policy(solve(g, t).policy)
-    pi_star = np.stack([solved[id(g), t] for g, t in zip(games_b, taus)])
+    pi_star = np.stack([g.stack_policy(solve(g, t).policy) for g, t in zip(games_b, taus)])
     with np.errstate(divide="ignore"):
         log_pi_star = np.log(pi_star).astype(ftype)
     eta0 = np.array([1 / t if schedule == "theorem" else e for e, t in zip(etas, taus)], ftype)
@@ -149,30 +145,31 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, T, k, schedule, dtype, p
         carry = jax.tree_util.tree_unflatten(structure, [np.asarray(x) for x in resume_from.state])
         records = [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
 
-    total_records = (T - done) // k
-    work = k * len(taus) * shape_work(games[0])
-    per_chunk = max(1, min(total_records, int(CHUNK_WORK // work)))
-    bar = _progress_bar(progress, T, done, total_records > per_chunk)
-    interrupted = False
+    per_chunk = max(1, int(CHUNK_WORK // (k * len(taus) * shape_work(games[0]))))
+    sizes = [per_chunk] * ((T - done) // k // per_chunk) + [(T - done) // k % per_chunk]
+    bar = _progress_bar(progress, T, done, len(sizes) > 2)
+    chunks = []  # (state, records) of each finished chunk, appended in one step so they never disagree
     try:
-        while done < T:
-            r = min(per_chunk, (T - done) // k)
-            carry, out = _chunk(alg.name, shared, k, r)(carry, consts, hyper)
-            records.append(jax.device_get(out))
-            done += r * k
+        for r in filter(None, sizes):
+            chunks.append(jax.device_get(_chunk(alg.name, shared, k, r)(chunks[-1][0] if chunks else carry,
+                                                                        consts, hyper)))
             if bar is not None:
                 bar.update(r * k)
     except KeyboardInterrupt:
-        interrupted = True
+        pass
     finally:
         if bar is not None:
             bar.close()
+    if chunks:
+        carry = chunks[-1][0]
+        records += [out for _, out in chunks]
     metrics = {name: np.concatenate([m[name] for m, _ in records], axis=1).astype(np.float64)
                for name in METRICS}
     policies = np.concatenate([p for _, p in records], axis=1).astype(np.float64)
     if not games[0].contextual:
         policies = policies[..., 0, :]
     iterations = np.arange(policies.shape[1]) * k
+    interrupted = int(iterations[-1]) < T
     config = {"algorithm": alg.name, "eta": etas, "tau": taus, "schedule": schedule, "seeds": seeds,
               "iterations": T, "record_every": k, "dtype": dtype,
               "games": [g.label for g in games_b]}
@@ -262,7 +259,7 @@ def _per_run(alg_name: str):
     def start(consts, hyper, log_pi0):
         A, log_ref = consts
         state = alg.init(log_pi0, A, log_ref)
-        acc = accumulate(None, A, log_ref, alg.log_policy(state), hyper[2])
+        acc = accumulate(None, alg.log_policy(state), log_ref)
         carry = (state, acc, jnp.zeros((), log_pi0.dtype))
         return carry, snapshot(state, acc, consts, hyper)
 
@@ -273,7 +270,7 @@ def _per_run(alg_name: str):
         def update(c, _):
             state, acc, t = c
             state = alg.step(state, A, log_ref, eta0 / (1 + decay * t), tau)
-            return (state, accumulate(acc, A, log_ref, alg.log_policy(state), tau), t + 1), None
+            return (state, accumulate(acc, alg.log_policy(state), log_ref), t + 1), None
 
         def one_record(c, _):
             c, _ = jax.lax.scan(update, c, None, length=k)

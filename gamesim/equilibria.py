@@ -52,9 +52,18 @@ class Equilibrium:
 
 
 def solve(game, tau: float = 0.0) -> Equilibrium:
-    """The equilibrium of `game` (a PreferenceGame or spec) regularized by KL weight `tau`."""
+    """The equilibrium of `game` (a PreferenceGame or spec) regularized by KL weight `tau`.
+
+    Games are immutable, so each game object remembers its solutions: solving again is free.
+    """
     game = load_game(game)
     tau = check_tau(tau)
+    if tau not in game.solutions:
+        game.solutions[tau] = _solve(game, tau)
+    return game.solutions[tau]
+
+
+def _solve(game: PreferenceGame, tau: float) -> Equilibrium:
     from .metrics import duality_gap  # jax: imported on use
 
     policies, methods = [], set()
@@ -63,6 +72,7 @@ def solve(game, tau: float = 0.0) -> Equilibrium:
         policies.append(pi)
         methods.add(method)
     policy = game.unstack(np.stack(policies))
+    policy.setflags(write=False)
     gap = duality_gap(game, policy, tau)
     return Equilibrium(policy, 0.5 - gap / 2, gap, tau, "+".join(sorted(methods)))
 

@@ -67,6 +67,7 @@ class PreferenceGame:
                 raise GamesimError(f"{len(names)} response names given for {n} responses")
         self.names = names
         self.label = label
+        self.solutions: dict = {}  # τ → Equilibrium, filled by equilibria.solve
 
     # --- shapes -------------------------------------------------------------------------------
     @property

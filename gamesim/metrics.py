@@ -102,19 +102,21 @@ def best_response_value(A, log_ref, pi, tau):
 
 
 class Accumulators(NamedTuple):
-    """Running sums over the iterates played so far, π_0..π_t, per context."""
+    """Running sums over the iterates played so far, π_0..π_t, per context.
+
+    Lemma 2's gradient sum Σ_s g_s = −A Σ_s π_s + τ Σ_s log(π_s/π_ref) (up to constants) is
+    linear in these sums, so the loop itself does no matrix product for the metrics.
+    """
 
     plays: jnp.ndarray  # scalar: t + 1
     sum_pi: jnp.ndarray  # (C, n): Σ_s π_s
     sum_kl_ref: jnp.ndarray  # (C,): Σ_s KL(π_s‖π_ref)
-    sum_grad: jnp.ndarray  # (C, n): Σ_s [−Aπ_s + τ log(π_s/π_ref)], Lemma 2's gradients up to constants
+    sum_log_ratio: jnp.ndarray  # (C, n): Σ_s log(π_s/π_ref)
 
 
-def accumulate(acc: Accumulators | None, A, log_ref, log_pi, tau) -> Accumulators:
+def accumulate(acc: Accumulators | None, log_pi, log_ref) -> Accumulators:
     """Add π_t to the running sums (start them when `acc` is None)."""
-    pi = jnp.exp(log_pi)
-    grad = -matvec(A, pi) + tau * (log_pi - log_ref)
-    new = Accumulators(jnp.ones((), log_pi.dtype), pi, kl(log_pi, log_ref), grad)
+    new = Accumulators(jnp.ones((), log_pi.dtype), jnp.exp(log_pi), kl(log_pi, log_ref), log_pi - log_ref)
     return new if acc is None else Accumulators(*(a + b for a, b in zip(acc, new)))
 
 
@@ -134,7 +136,8 @@ def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star) -> 
         "kl_to_eq": kl(log_pi_star, log_pi),
         "kl_to_ref": kl(log_pi, log_ref),
         "regret": T * best_response_value(A, log_ref, avg, tau) + tau * acc.sum_kl_ref,
-        "linear_regret": tau * acc.sum_kl_ref - jnp.min(acc.sum_grad, axis=-1),
+        "linear_regret": tau * acc.sum_kl_ref
+                         - jnp.min(-matvec(A, acc.sum_pi) + tau * acc.sum_log_ratio, axis=-1),
         "winrate_vs_ref": 0.5 + jnp.sum(pi * matvec(A, jnp.exp(log_ref)), axis=-1),
         "winrate_vs_eq": 0.5 + jnp.sum(pi * matvec(A, pi_star), axis=-1),
     }
