@@ -1,63 +1,26 @@
-r"""Exact (full-information) self-play updates, one pure function each, in log-probabilities.
+r"""The algorithms gamesim runs: a registry of the updates in `updates`, with their
+hyperparameters, valid ranges and what they converge to, plus the step-size converters.
 
 Step-size convention: η is a learning rate everywhere in gamesim (the exponent is ηPπ). INPO, DNO
 and COMAL write an *inverse* learning rate (exponent P/η_INPO, KL weight τ/η_INPO); SPPO writes
-β = 1/η. Convert at the boundary with the helpers below. Every update takes and returns (C, n)
-log-policies, one row per context, and uses A = P − 1/2 in place of P: the two differ by the
-constant η/2 in the exponent, which the normalization removes.
+β = 1/η. Convert at the boundary with the helpers below.
 
 An `Algorithm` is (init, step, log_policy) over a state pytree, so that methods with memory
-(optimistic, extragradient, reference refreshes) fit the same engine; the updates here are
-stateless and their state is the log-policy itself.
+(optimistic steps, magnet refreshes, fitted rewards) run in the same engine as memoryless ones.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import jax.numpy as jnp
-from jax.nn import log_softmax
 
+from . import updates as u
 from .errors import GamesimError
 from .metrics import matvec
-
-
-def omd_update(log_pi, A, log_ref, eta, tau):
-    r"""KL-regularized online mirror descent, which is INPO's closed-form update.
-
-    INPO (Zhang et al. 2024) eq. 5, inverse convention η_INPO = 1/η:
-        π_{t+1}(y) ∝ exp(P(y ≻ π_t)/η_INPO) π_ref(y)^{τ/η_INPO} π_t(y)^{1 − τ/η_INPO};
-    learning-rate form (NLHF's OMD, Munos et al. 2023 eqs. 7–8):
-        log π_{t+1} = (1 − ητ) log π_t + ητ log π_ref + η Pπ_t − log Z.
-    τ = 0 is Hedge / multiplicative weights. Valid for η > 0 and 0 ≤ ητ ≤ 1.
-    """
-    return log_softmax((1 - eta * tau) * log_pi + eta * tau * log_ref
-                       + eta * matvec(A, jnp.exp(log_pi)), axis=-1)
-
-
-def nash_md_update(log_pi, A, log_ref, eta, tau):
-    r"""Nash-MD (Munos et al. 2023, eqs. 3–4), learning-rate convention as in the paper.
-
-    Geometric mixture π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ} (eq. 3), then the mirror step against it:
-        π_{t+1}(y) ∝ π^μ_t(y) exp(η P(y ≻ π^μ_t))   (eq. 4).
-    Theorem 1 uses η_t = 2/(τ(t+2)) (`schedule="theorem"`); with a constant η the iteration
-    converges to a biased point (Calandriello et al. 2024 eq. 13 with β = ητ). Valid for η > 0, 0 ≤ ητ ≤ 1.
-    """
-    log_mix = log_softmax((1 - eta * tau) * log_pi + eta * tau * log_ref, axis=-1)
-    return log_softmax(log_mix + eta * matvec(A, jnp.exp(log_mix)), axis=-1)
-
-
-def sppo_update(log_pi, A, log_ref, eta, tau):
-    r"""SPPO (Wu et al. 2024) eq. 4.1: π_{t+1}(y) ∝ π_t(y) exp(η P(y ≻ π_t)).
-
-    Hedge without KL to π_ref: `log_ref` and `tau` do not enter (τ only sets which game the
-    metrics measure). SPPO's paper writes β = 1/η (their eq. 4.6 uses η directly; their runs
-    report β = 1e-3, i.e. η = 1e3). Valid for η > 0.
-    """
-    return log_softmax(log_pi + eta * matvec(A, jnp.exp(log_pi)), axis=-1)
 
 
 # --- step-size converters ------------------------------------------------------------------------
@@ -87,33 +50,82 @@ def theorem_schedule(tau: float, t):
 
 
 # --- registry --------------------------------------------------------------------------------------
-def _identity(x, *_):
-    return x
+@dataclass(frozen=True)
+class Param:
+    """A hyperparameter: default, closed valid range, meaning."""
+
+    default: float
+    low: float
+    high: float
+    doc: str
+    integer: bool = False
+
+
+def _policy_is_state(log_pi0, A, log_ref):
+    return log_pi0
+
+
+def _first(state):
+    return state[0]
+
+
+def _identity(state):
+    return state
 
 
 @dataclass(frozen=True)
 class Algorithm:
     """A self-play method for the engine.
 
-    init(log_pi0, A, log_ref) → state; step(state, A, log_ref, eta, tau) → state;
-    log_policy(state) → (C, n) log-policy. `kl_bounded` says the update needs ητ ≤ 1;
-    `schedules` lists the step-size schedules it accepts.
+    init(log_pi0, A, log_ref) → state; step(state, A, log_ref, eta, tau, t, params) → state, with
+    t the iteration (0, 1, …) and params the hyperparameters; log_policy(state) → (C, n).
+    target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
+    uses_tau: False when τ only selects the game the metrics measure.
     """
 
     name: str
     step: Callable
     citation: str
     converges_to: str
-    kl_bounded: bool = True
-    schedules: tuple = ("constant", "theorem")
-    init: Callable = _identity
+    init: Callable = _policy_is_state
     log_policy: Callable = _identity
+    params: dict = field(default_factory=dict)
+    learning_rate: bool = True
+    kl_bounded: bool = True
+    eta_below: float | None = None
+    schedules: tuple = ("constant",)
+    target: str = "regularized"
+    uses_tau: bool = True
+    default_init: str = "reference"
+
+    def resolve_params(self, given: dict) -> dict:
+        """The full hyperparameters: `given` checked against `params`, defaults filled in."""
+        for key in given:
+            if key not in self.params:
+                close = difflib.get_close_matches(key, list(self.params), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                takes = ", ".join(self.params) or "no hyperparameters"
+                raise GamesimError(f"{self.name} has no hyperparameter {key!r}{hint}; it takes {takes}")
+        out = {}
+        for key, p in self.params.items():
+            value = given.get(key, p.default)
+            if not (isinstance(value, (int, float)) and p.low <= value <= p.high) or \
+                    (p.integer and value != int(value)):
+                kind = "an integer" if p.integer else "a number"
+                raise GamesimError(f"{self.name}: {key} must be {kind} in [{p.low:g}, {p.high:g}] "
+                                   f"({p.doc}); got {value!r}")
+            out[key] = float(value)
+        return out
 
     def check(self, eta, tau: float, schedule: str) -> None:
         """Raise GamesimError unless (η, τ, schedule) is in this algorithm's valid range."""
         if schedule not in self.schedules:
             raise GamesimError(f"{self.name} takes schedule {' or '.join(map(repr, self.schedules))}, "
                                f"not {schedule!r}")
+        if not self.learning_rate:
+            if eta is not None:
+                raise GamesimError(f"{self.name} has no learning rate; drop eta")
+            return
         if schedule == "theorem":
             if eta is not None:
                 raise GamesimError("schedule 'theorem' sets η_t = 2/(τ(t+2)) itself; do not also give eta")
@@ -121,9 +133,12 @@ class Algorithm:
                 raise GamesimError("schedule 'theorem' (η_t = 2/(τ(t+2))) needs tau > 0")
             return
         if eta is None:
-            raise GamesimError(f"{self.name} needs a learning rate eta (or schedule='theorem')")
-        if not (eta > 0 and math.isfinite(eta)):
+            raise GamesimError(f"{self.name} needs a learning rate eta")
+        if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
             raise GamesimError(f"the learning rate eta must be a finite number > 0, got {eta}")
+        if self.eta_below is not None and eta >= self.eta_below:
+            raise GamesimError(f"{self.name} needs eta < {self.eta_below:g} (every factor 1 + η(Aπ)_y "
+                               f"must stay positive); got eta={eta}")
         if self.kl_bounded and eta * tau > 1:
             raise GamesimError(
                 f"{self.name} needs eta·tau ≤ 1 (the weight 1 − ητ on log π_t must be ≥ 0); got "
@@ -131,16 +146,87 @@ class Algorithm:
                 "INPO's inverse learning rate, convert it: eta = 1/eta_INPO")
 
 
-ALGORITHMS: dict[str, Algorithm] = {
-    "omd": Algorithm("omd", omd_update, "INPO eq. 5; NLHF eqs. 7–8", "π*_τ (last iterate; average for τ = 0)"),
-    "inpo": Algorithm("inpo", omd_update, "INPO (Zhang et al. 2024) eq. 5; loss eqs. 7–8",
-                      "π*_τ (last iterate)"),
-    "nash-md": Algorithm("nash-md", nash_md_update, "Nash-MD (Munos et al. 2023) eqs. 3–4",
-                         "π*_τ with schedule 'theorem'; a biased point with constant η"),
-    "sppo": Algorithm("sppo", sppo_update, "SPPO (Wu et al. 2024) eq. 4.1",
-                      "von Neumann winner (average iterate only)", kl_bounded=False,
-                      schedules=("constant",)),
-}
+def _omd(s, A, log_ref, eta, tau, t, p):
+    return u.omd_update(s, A, log_ref, eta, tau)
+
+
+def _hedge(s, A, log_ref, eta, tau, t, p):
+    return u.hedge_update(s, A, eta)
+
+
+def _refreshing(inner):
+    """A magnet-refresh method (MPO, COMAL): `inner` steps towards the magnet's regularized
+    equilibrium; state (log π, log magnet, steps since the last reset per context)."""
+
+    def init(log_pi0, A, log_ref):
+        return log_pi0, jnp.broadcast_to(log_ref, log_pi0.shape), jnp.zeros(log_pi0.shape[:-1], log_pi0.dtype)
+
+    def step(s, A, log_ref, eta, tau, t, p):
+        log_pi = inner(s[0], A, s[1], eta, tau)
+        return (log_pi, *u.refresh_magnet(log_pi, s[1], s[2], A, tau, p["refresh_every"], p["refresh_gap"]))
+
+    return {"init": init, "step": step, "log_policy": _first,
+            "params": {"refresh_every": Param(200, 1, 1e12, "iterations between magnet resets", integer=True),
+                       "refresh_gap": Param(0.0, 0.0, 1.0, "reset sooner once the inner duality gap is ≤ this; 0: never")},
+            "target": "original"}
+
+
+BETA = Param(0.125, 0.0, 1.0, "weight of π_ref in the opponent mixture π^{1−β} π_ref^β")
+_THEOREM = ("constant", "theorem")
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
+    Algorithm("omd", _omd, "INPO eq. 5; NLHF eqs. 7–8", "π*_τ, last iterate (τ > 0); average iterate (τ = 0)",
+              schedules=_THEOREM),
+    Algorithm("inpo", _omd, "INPO (Zhang et al. 2024) eq. 5; losses eqs. 7–8", "π*_τ, last iterate",
+              schedules=_THEOREM),
+    Algorithm("nash-md", lambda s, A, r, eta, tau, t, p: u.nash_md_update(s, A, r, eta, tau),
+              "Nash-MD (Munos et al. 2023) eqs. 3–4",
+              "π*_τ with schedule 'theorem'; the biased point of Calandriello eq. 13 (β = ητ) with constant η",
+              schedules=_THEOREM),
+    Algorithm("sppo", _hedge, "SPPO (Wu et al. 2024) eq. 4.1", "von Neumann winner, average iterate only",
+              kl_bounded=False, target="original", uses_tau=False),
+    Algorithm("optimistic-omd",
+              lambda s, A, r, eta, tau, t, p: u.optimistic_omd_update(s[0], s[1], A, r, eta, tau),
+              "optimistic MWU (Rakhlin & Sridharan 2013; Daskalakis & Panageas 2019), KL to π_ref",
+              "π*_τ, last iterate; at τ = 0 the von Neumann winner, last iterate (unique or full-support NE)",
+              init=lambda lp, A, r: (lp, matvec(A, jnp.exp(lp))), log_policy=_first),
+    Algorithm("extragradient", lambda s, A, r, eta, tau, t, p: u.extragradient_update(s, A, r, eta, tau),
+              "EGPO (Zhou et al. 2025), tabular form of its code", "π*_τ, last iterate, linearly"),
+    Algorithm("mmd", lambda s, A, r, eta, tau, t, p: u.mmd_update(s, A, r, eta, tau),
+              "MMD (Sokota et al. 2023) eq. 12, magnet π_ref, α = τ", "π*_τ, last iterate (rate 1/(1+ηα) for η ≤ α/L²)",
+              kl_bounded=False),
+    Algorithm("mpo", citation="MPO (Wang et al. 2024): MMD with magnet refresh",
+              converges_to="von Neumann winner, last iterate", kl_bounded=False,
+              **_refreshing(lambda lp, A, magnet, eta, tau: u.mmd_update(lp, A, magnet, eta, tau))),
+    Algorithm("comal", citation="COMAL (Liu et al. 2024) Alg. 1 with INPO's update as inner solver",
+              converges_to="von Neumann winner, last iterate", **_refreshing(u.omd_update)),
+    Algorithm("online-ipo", lambda s, A, r, eta, tau, t, p: u.ipo_md_update(s, A, r, eta, tau, 0.0),
+              "online IPO (Calandriello et al. 2024) eq. 11, exact expected gradient", "π*_τ (Prop. 4.1)",
+              kl_bounded=False),
+    Algorithm("ipo-md", lambda s, A, r, eta, tau, t, p: u.ipo_md_update(s, A, r, eta, tau, p["beta"]),
+              "IPO-MD (Calandriello et al. 2024) §5, exact expected gradient",
+              "the point of eq. 13 (π*_τ only at β = 0)", kl_bounded=False, params={"beta": BETA}),
+    Algorithm("nash-md-pg", lambda s, A, r, eta, tau, t, p: u.nash_md_pg_update(s, A, r, eta, tau, p["beta"]),
+              "Nash-MD-PG (Munos et al. 2023) §7, exact expected gradient",
+              "the point of Calandriello eq. 13 (π*_τ only at β = 0)", kl_bounded=False, params={"beta": BETA}),
+    Algorithm("iterative-dpo", lambda s, A, r, eta, tau, t, p: u.iterative_dpo_update(s[0], s[1], A, eta),
+              "iterative DPO (Rafailov et al. 2023; Xiong et al. 2024), population step",
+              "a Condorcet winner if there is one; cycles on intransitive games", kl_bounded=False,
+              init=lambda lp, A, r: (lp, jnp.zeros_like(lp)), log_policy=_first, target="original",
+              uses_tau=False),
+    Algorithm("iterative-ipo", _hedge, "iterative IPO (Azar et al. 2023) with reference π_t: Hedge",
+              "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False),
+    Algorithm("dno", _hedge, "DNO (Rosset et al. 2024) Alg. 1 / SPO (Swamy et al. 2024), idealized",
+              "von Neumann winner, average iterate (its output)", kl_bounded=False, target="original",
+              uses_tau=False, default_init="uniform"),
+    Algorithm("fictitious-play", lambda s, A, r, eta, tau, t, p: u.fictitious_play_update(s, A, r, tau, t),
+              "fictitious play (Brown 1951; Robinson 1951); smooth when τ > 0",
+              "von Neumann winner (τ = 0) or π*_τ, the iterate being the empirical average",
+              learning_rate=False, kl_bounded=False),
+    Algorithm("replicator", lambda s, A, r, eta, tau, t, p: u.replicator_update(s, A, eta),
+              "discrete replicator dynamics (Taylor & Jonker 1978)", "von Neumann winner, average iterate",
+              kl_bounded=False, eta_below=2.0, target="original", uses_tau=False),
+]}
 
 
 def get_algorithm(name) -> Algorithm:

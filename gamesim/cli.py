@@ -15,6 +15,12 @@ from pathlib import Path
 from .errors import GamesimError
 
 RESULT_FILES = ("run.json", "metrics.csv", "policies.npy", "state.npz")
+HYPERPARAMETERS = {
+    "beta": (float, "ipo-md, nash-md-pg: weight of pi_ref in the opponent mixture (default 0.125)"),
+    "refresh_every": (int, "mpo, comal: iterations between magnet resets (default 200)"),
+    "refresh_gap": (float, "mpo, comal: reset sooner once the inner duality gap is below this"),
+}
+"""Algorithm-specific flags (the registry in gamesim.algorithms checks them; a test keeps this in step)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -47,20 +53,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics")
     r.add_argument("game", help="a built-in spec or a CSV file")
-    r.add_argument("--algorithm", required=True, help="omd, inpo, nash-md or sppo")
+    r.add_argument("--algorithm", required=True, help="one of `gamesim algorithms`")
     r.add_argument("--eta", type=float, help="learning rate (gamesim's convention: see the README)")
     r.add_argument("--tau", type=float, default=0.0, help="KL weight to the reference policy")
     r.add_argument("--schedule", default="constant", help="constant, or theorem: eta_t = 2/(tau(t+2))")
     r.add_argument("--iterations", type=int, required=True)
     r.add_argument("--seed", type=int, default=0, help="seeds --init random")
-    r.add_argument("--init", default="reference", help="reference (default), uniform or random")
+    r.add_argument("--init", help="reference, uniform or random (default: the algorithm's, pi_ref for most)")
     r.add_argument("--record-every", type=int, default=1, help="record metrics every K iterations")
     r.add_argument("--float32", action="store_true", help="compute in float32 instead of float64")
     r.add_argument("--out", required=True, help="directory for metrics.csv, policies.npy, run.json")
     r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
+    for name, (kind, doc) in HYPERPARAMETERS.items():
+        r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
     r.set_defaults(command=cmd_run)
+
+    a = sub.add_parser("algorithms", help="list the algorithms, their sources and hyperparameters")
+    a.set_defaults(command=cmd_algorithms)
 
     d = sub.add_parser("demo", help="INPO, Nash-MD and SPPO on the 3-cycle game, side by side")
     d.add_argument("--iterations", type=int, default=3000)
@@ -74,6 +85,15 @@ def cmd_games(args) -> int:
     print("\n".join(describe_builtins()))
     print("any other spec: a path to a CSV file (optional header row of names, then n rows of n numbers);")
     print("every spec takes ref_seed=K for a reference policy with logits ~ N(0, 1)")
+    return 0
+
+
+def cmd_algorithms(args) -> int:
+    from .algorithms import ALGORITHMS
+
+    for a in ALGORITHMS.values():
+        params = ", ".join(f"{k}={p.default:g}" for k, p in a.params.items())
+        print(f"{a.name:<16} {a.citation}{' [' + params + ']' if params else ''}\n{'':<16} → {a.converges_to}")
     return 0
 
 
@@ -109,10 +129,11 @@ def cmd_run(args) -> int:
 
     out = Path(args.out)
     game = load_game(args.game)
+    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
     config = {"game": args.game, "algorithm": args.algorithm, "eta": args.eta, "tau": args.tau,
               "schedule": args.schedule, "iterations": args.iterations, "seed": args.seed,
               "init": args.init, "record_every": args.record_every,
-              "dtype": "float32" if args.float32 else "float64"}
+              "dtype": "float32" if args.float32 else "float64", **hyper}
     previous = None
     if args.resume:
         if args.overwrite:
@@ -124,9 +145,8 @@ def cmd_run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     traj = simulate(game, args.algorithm, eta=args.eta, tau=args.tau, iterations=args.iterations,
-                    seed=args.seed, init=None if args.init == "reference" else args.init,
-                    record_every=args.record_every, schedule=args.schedule, dtype=config["dtype"],
-                    resume_from=previous)
+                    seed=args.seed, init=args.init, record_every=args.record_every,
+                    schedule=args.schedule, dtype=config["dtype"], resume_from=previous, **hyper)
     write_run(out, traj, config, versions(__version__))
     if traj.interrupted:
         print(f"gamesim: interrupted at iteration {int(traj.iterations[-1])}; results so far are in {out}; "

@@ -61,28 +61,35 @@ class Trajectory:
 
 def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,
              record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
-             progress: bool | None = None, resume_from: Trajectory | None = None) -> Trajectory:
+             progress: bool | None = None, resume_from: Trajectory | None = None,
+             **hyperparameters) -> Trajectory:
     """Run `algorithm` on `game` for `iterations` exact updates.
 
     game: a PreferenceGame or a spec string. algorithm: a name of `algorithms.ALGORITHMS`.
     eta: learning rate (omit with schedule="theorem", η_t = 2/(τ(t+2))). tau: KL weight to π_ref.
-    init: None or "reference" (π_ref), "uniform", "random" (logits ~ N(0,1) from `seed`), or a policy.
+    init: None (the algorithm's default, π_ref for most), "reference", "uniform", "random"
+    (logits ~ N(0,1) from `seed`), or a policy.
     record_every: record every k iterations (k must divide `iterations`).
     resume_from: a Trajectory this call continues (same settings) up to `iterations`.
+    hyperparameters: the algorithm's own (e.g. beta=, refresh_every=); `gamesim.algorithms`
+    lists them with their defaults.
     """
     batch = simulate_batch([game], algorithm, eta=[eta], tau=[tau], iterations=iterations,
                            seeds=[seed], inits=[init], record_every=record_every, schedule=schedule,
-                           dtype=dtype, progress=progress, resume_from=resume_from and _as_batch(resume_from))
+                           dtype=dtype, progress=progress, resume_from=resume_from and _as_batch(resume_from),
+                           **{k: [v] for k, v in hyperparameters.items()})
     return Trajectory(batch.iterations, batch.policies[0], {k: v[0] for k, v in batch.metrics.items()},
                       batch.equilibrium[0], batch.config, batch.state, batch.interrupted, batch.elapsed)
 
 
 def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seeds=0, inits=None,
                    record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
-                   progress: bool | None = None, resume_from: Trajectory | None = None) -> Trajectory:
+                   progress: bool | None = None, resume_from: Trajectory | None = None,
+                   **hyperparameters) -> Trajectory:
     """Run a batch of B runs as one vmapped loop; every argument is one value or B values.
 
-    games: one game (shared, not copied) or B games of one shape. eta, tau, seeds, inits: one or B.
+    games: one game (shared, not copied) or B games of one shape. eta, tau, seeds, inits and each
+    hyperparameter: one value or B values.
     The result has a leading batch axis. The runs are independent: each equals its own `simulate`.
     """
     alg = get_algorithm(algorithm)
@@ -91,18 +98,20 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
         raise GamesimError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     games = [load_game(g) for g in (games if isinstance(games, (list, tuple)) else [games])]
     policy_ndim = 1 + games[0].contextual
-    args = {"games": games, "eta": _as_seq(eta, 1), "tau": _as_seq(tau, 1), "seeds": _as_seq(seeds, 1),
-            "inits": _as_seq(inits, policy_ndim + 1)}
-    sizes = {name: len(v) for name, v in args.items() if v is not None and len(v) != 1}
+    values = {"games": games, "eta": eta, "tau": tau, "seeds": seeds, "inits": inits, **hyperparameters}
+    seqs = {name: games if name == "games" else _as_seq(v, policy_ndim + 1 if name == "inits" else 1)
+            for name, v in values.items()}
+    sizes = {name: len(v) for name, v in seqs.items() if v is not None and len(v) != 1}
     if len(set(sizes.values())) > 1:
         raise GamesimError(f"batch arguments have different lengths {sizes}; give one value or B values each")
     B = next(iter(sizes.values()), 1)
-    games_b, etas, taus, seeds_b, inits_b = (
-        [value] * B if seq is None else seq * B if len(seq) == 1 else seq
-        for value, seq in zip((None, eta, tau, seeds, inits), args.values()))
-    taus = [check_tau(t) for t in taus]
+    per_run = {name: [values[name]] * B if seq is None else seq * B if len(seq) == 1 else seq
+               for name, seq in seqs.items()}
+    games_b, etas, seeds_b, inits_b = (per_run[k] for k in ("games", "eta", "seeds", "inits"))
+    taus = [check_tau(t) for t in per_run["tau"]]
     for e, t in zip(etas, taus):
         alg.check(e, t, schedule)
+    params = [alg.resolve_params({k: per_run[k][i] for k in hyperparameters}) for i in range(B)]
     shape = (games[0].num_contexts, games[0].n)
     if any((g.num_contexts, g.n) != shape for g in games):
         raise GamesimError("games in one batch must have the same number of responses and contexts")
@@ -110,11 +119,11 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     import jax
 
     with jax.enable_x64(dtype == "float64"):
-        return _run(alg, games, games_b, etas, taus, seeds_b, inits_b, T, k, schedule, dtype,
+        return _run(alg, games, games_b, etas, taus, seeds_b, inits_b, params, T, k, schedule, dtype,
                     progress, resume_from)
 
 
-def _run(alg, games, games_b, etas, taus, seeds, inits, T, k, schedule, dtype, progress, resume_from):
+def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, dtype, progress, resume_from):
     import jax
 
     t0 = time.perf_counter()
@@ -124,15 +133,18 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, T, k, schedule, dtype, p
     game_arrays = [(g.payoff.astype(ftype), np.log(g.stacked_reference).astype(ftype)) for g in games]
     A, log_ref = game_arrays[0] if shared else map(stack, zip(*game_arrays))
     weights = stack([g.weights for g in games_b])
-    pi_star = np.stack([g.stack_policy(solve(g, t).policy) for g, t in zip(games_b, taus)])
+    target_taus = [t if alg.target == "regularized" else 0.0 for t in taus]
+    pi_star = np.stack([g.stack_policy(solve(g, t).policy) for g, t in zip(games_b, target_taus)])
     with np.errstate(divide="ignore"):
         log_pi_star = np.log(pi_star).astype(ftype)
     eta0 = np.array([1 / t if schedule == "theorem" else e for e, t in zip(etas, taus)], ftype)
     decay = np.full(len(taus), 0.5 if schedule == "theorem" else 0.0, ftype)
-    hyper = (eta0, decay, np.array(taus, ftype), weights, log_pi_star)
+    hyper = (eta0, decay, np.array(taus, ftype), weights, log_pi_star,
+             {key: np.array([p[key] for p in params], ftype) for key in alg.params})
     consts = (A, log_ref)
 
-    log_pi0 = stack([_initial_policy(g, init, s) for g, init, s in zip(games_b, inits, seeds)])
+    log_pi0 = stack([_initial_policy(g, alg.default_init if init is None else init, s)
+                     for g, init, s in zip(games_b, inits, seeds)])
     start = _start(alg.name, shared)
     if resume_from is None:
         carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, log_pi0))
@@ -171,6 +183,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, T, k, schedule, dtype, p
     iterations = np.arange(policies.shape[1]) * k
     interrupted = int(iterations[-1]) < T
     config = {"algorithm": alg.name, "eta": etas, "tau": taus, "schedule": schedule, "seeds": seeds,
+              "hyperparameters": params,
               "iterations": T, "record_every": k, "dtype": dtype,
               "games": [g.label for g in games_b]}
     return Trajectory(iterations, policies, metrics, games[0].unstack(pi_star), config,
@@ -216,7 +229,7 @@ def _as_seq(x, batch_ndim: int) -> list | None:
 
 def _initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
     """log π_0 as a (C, n) stack."""
-    if init is None or (isinstance(init, str) and init == "reference"):
+    if isinstance(init, str) and init == "reference":
         return np.log(game.stacked_reference)
     if isinstance(init, str) and init == "uniform":
         return np.full((game.num_contexts, game.n), -math.log(game.n))
@@ -252,7 +265,7 @@ def _per_run(alg_name: str):
 
     def snapshot(state, acc, consts, hyper):
         A, log_ref = consts
-        _, _, tau, weights, log_pi_star = hyper
+        _, _, tau, weights, log_pi_star, _ = hyper
         log_pi = alg.log_policy(state)
         return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star), jnp.exp(log_pi)
 
@@ -266,10 +279,11 @@ def _per_run(alg_name: str):
     def chunk(carry, consts, hyper, k, r):
         A, log_ref = consts
         eta0, decay, tau = hyper[:3]
+        params = hyper[5]
 
         def update(c, _):
             state, acc, t = c
-            state = alg.step(state, A, log_ref, eta0 / (1 + decay * t), tau)
+            state = alg.step(state, A, log_ref, eta0 / (1 + decay * t), tau, t, params)
             return (state, accumulate(acc, alg.log_policy(state), log_ref), t + 1), None
 
         def one_record(c, _):

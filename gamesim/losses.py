@@ -7,6 +7,7 @@ which is how the population losses are written. η is gamesim's learning rate (s
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -70,3 +71,43 @@ def sppo_loss(log_pi, log_pi_t, eta, responses, win_rates, weights=None, log_par
     log_z = eta / 2 if log_partition is None else log_partition
     residual = log_pi[responses] - log_pi_t[responses] - (eta * win_rates - log_z)
     return _mean(residual ** 2, weights)
+
+
+def ipo_loss(log_pi, log_ref, A, tau, log_sampler):
+    r"""IPO's population loss (Azar et al. 2023) on pairs y, y' ~ sampler (held fixed, stop-gradient):
+
+        Σ_{y,y'} s(y)s(y') (log(π(y)/π_ref(y)) − log(π(y')/π_ref(y')) − (P(y ≻ y') − 1/2)/τ)².
+
+    sampler = π is online IPO (Calandriello et al. 2024, eq. 11), the geometric mixture
+    π^{1−β} π_ref^β is IPO-MD; SGD with learning rate lr on it is `updates.ipo_md_update` with
+    η = 4 lr/τ. With π_ref = sampler = π_t it is iterative IPO, whose minimizer is Hedge.
+    """
+    i, j = _all_pairs(log_pi.shape[-1])
+    s = jnp.exp(log_sampler)
+    d = log_pi - log_ref
+    return jnp.sum(s[i] * s[j] * (d[i] - d[j] - A[i, j] / tau) ** 2)
+
+
+def nash_md_pg_loss(logits, log_ref, A, tau, log_opponent):
+    r"""Nash-MD-PG's surrogate (Munos et al. 2023, §7; as in EGPO's code): −Σ_y sg(π)_y
+    [P(y ≻ π') − τ sg(log(π(y)/π_ref(y)))] log π(y), π = softmax(logits), π' the opponent
+    (stop-gradient). Its gradient on the logits is minus `updates.nash_md_pg_update`'s
+    direction, so SGD with lr is η = lr.
+    """
+    log_pi = jax.nn.log_softmax(logits)
+    pi = jax.lax.stop_gradient(jnp.exp(log_pi))
+    advantage = 0.5 + A @ jnp.exp(log_opponent) - tau * jax.lax.stop_gradient(log_pi - log_ref)
+    return -jnp.sum(pi * advantage * log_pi)
+
+
+def dpo_population_loss(log_pi, log_pi_t, A, eta):
+    r"""DPO's loss (Rafailov et al. 2023) with reference π_t on pairs y, y' ~ π_t labelled by P:
+
+        −Σ_{y,y'} π_t(y)π_t(y') P(y ≻ y') log σ(β(h(y) − h(y'))),  h = log(π/π_t),  β = 1/η.
+
+    Its minimizer is π_t exp(η r̂), r̂ the Bradley-Terry fit (`updates.iterative_dpo_update`).
+    """
+    i, j = _all_pairs(log_pi.shape[-1])
+    pi_t = jnp.exp(log_pi_t)
+    h = log_pi - log_pi_t
+    return -jnp.sum(pi_t[i] * pi_t[j] * (0.5 + A[i, j]) * jax.nn.log_sigmoid((h[i] - h[j]) / eta))

@@ -8,7 +8,8 @@ from conftest import numpy_softmax
 
 from gamesim import GamesimError, load_game, simulate
 from gamesim.algorithms import (ALGORITHMS, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
-                                eta_to_sppo_beta, get_algorithm, omd_update, theorem_schedule)
+                                eta_to_sppo_beta, get_algorithm, theorem_schedule)
+from gamesim.updates import hedge_update, omd_update
 from gamesim.losses import inpo_loss, inpo_population_loss, inpo_regression_loss, sppo_loss
 
 
@@ -112,7 +113,9 @@ def test_invalid_step_sizes_are_refused(name, eta, tau, schedule, message):
 def test_unknown_algorithm_suggests():
     with pytest.raises(GamesimError, match="did you mean 'nash-md'"):
         get_algorithm("nashmd")
-    assert set(ALGORITHMS) == {"omd", "inpo", "nash-md", "sppo"}
+    assert set(ALGORITHMS) == {"omd", "inpo", "nash-md", "sppo", "optimistic-omd", "extragradient", "mmd", "mpo",
+                               "comal", "online-ipo", "ipo-md", "nash-md-pg", "iterative-dpo", "iterative-ipo",
+                               "dno", "fictitious-play", "replicator"}
 
 
 # --- losses ---------------------------------------------------------------------------------------
@@ -126,18 +129,22 @@ def _minimize_quadratic(loss, x0):
     return x0 - jnp.linalg.pinv(H, rtol=1e-12) @ g
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed, tau", [(0, 0.4), (1, 0.4), (2, 0.4), (3, 0.0)])
 @pytest.mark.parametrize("which", ["eq8_population", "eq7_regression"])
-def test_inpo_loss_minimizer_is_the_omd_step(seed, which):
-    """INPO Lemma 5 / Prop. 6: argmin of the loss over policies is the closed-form update (eq. 5)."""
+def test_inpo_loss_minimizer_is_the_omd_step(seed, tau, which):
+    """INPO Lemma 5 / Prop. 6: argmin of the loss over policies is the closed-form update (eq. 5).
+
+    At τ = 0 the loss is iterative IPO's with reference π_t, and the step is Hedge."""
     game = load_game(f"random:n=8,seed={seed},ref_seed={seed}")
     A, log_ref = jnp.asarray(game.payoff[0]), jnp.log(game.reference)
     log_pi_t = jax.nn.log_softmax(jnp.asarray(np.random.default_rng(seed).standard_normal(8)))
-    eta, tau = 0.8, 0.4
+    eta = 0.8
     loss_fn = inpo_population_loss if which == "eq8_population" else inpo_regression_loss
     x = _minimize_quadratic(lambda x: loss_fn(x, log_pi_t, log_ref, A, eta, tau), log_pi_t)
     expected = omd_update(log_pi_t[None], A[None], log_ref[None], eta, tau)[0]
     np.testing.assert_allclose(np.exp(jax.nn.log_softmax(x)), np.exp(expected), atol=1e-8)
+    if tau == 0:
+        np.testing.assert_allclose(expected, hedge_update(log_pi_t[None], A[None], eta)[0], atol=1e-14)
 
 
 def test_inpo_eq8_equals_eq7_up_to_a_constant():

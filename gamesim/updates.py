@@ -1,0 +1,209 @@
+r"""Exact (full-information) self-play updates: one pure function per paper equation.
+
+Conventions. η is a learning rate (the exponent is ηPπ); see `algorithms` for the converters from
+INPO's inverse η and SPPO's β. Policies are log-probabilities of shape (C, n), a row per context;
+A = P − 1/2 replaces P wherever a softmax normalizes (the constant η/2 cancels), and
+P(y ≻ π) − πᵀPπ = (Aπ)_y for any distribution π. Policy-gradient methods act on the logits θ;
+since log π = θ − logsumexp(θ), log π itself serves as the logits.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.nn import log_softmax
+
+from .metrics import matvec
+
+
+def _mirror(log_pi, log_ref, eta, tau, scores):
+    """softmax((1 − ητ) log π + ητ log π_ref + η·scores): the KL-regularized mirror step."""
+    return log_softmax((1 - eta * tau) * log_pi + eta * tau * log_ref + eta * scores, axis=-1)
+
+
+def _geometric_mixture(log_pi, log_ref, beta):
+    """log of π^{1−β} π_ref^β / Z."""
+    return log_softmax((1 - beta) * log_pi + beta * log_ref, axis=-1)
+
+
+def omd_update(log_pi, A, log_ref, eta, tau):
+    r"""KL-regularized online mirror descent, which is INPO's closed-form update.
+
+    INPO (Zhang et al. 2024) eq. 5, inverse convention η_INPO = 1/η:
+        π_{t+1}(y) ∝ exp(P(y ≻ π_t)/η_INPO) π_ref(y)^{τ/η_INPO} π_t(y)^{1 − τ/η_INPO};
+    learning-rate form (NLHF's OMD, Munos et al. 2023 eqs. 7–8):
+        log π_{t+1} = (1 − ητ) log π_t + ητ log π_ref + η Pπ_t − log Z.
+    τ = 0 is Hedge / multiplicative weights. Valid for η > 0 and 0 ≤ ητ ≤ 1.
+    """
+    return _mirror(log_pi, log_ref, eta, tau, matvec(A, jnp.exp(log_pi)))
+
+
+def nash_md_update(log_pi, A, log_ref, eta, tau):
+    r"""Nash-MD (Munos et al. 2023, eqs. 3–4), learning-rate convention as in the paper.
+
+    Geometric mixture π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ} (eq. 3), then the mirror step against it:
+        π_{t+1}(y) ∝ π^μ_t(y) exp(η P(y ≻ π^μ_t))   (eq. 4).
+    Theorem 1 uses η_t = 2/(τ(t+2)) (`schedule="theorem"`); with a constant η the iteration
+    converges to a biased point (Calandriello et al. 2024 eq. 13 with β = ητ). Valid for η > 0, 0 ≤ ητ ≤ 1.
+    """
+    log_mix = _geometric_mixture(log_pi, log_ref, eta * tau)
+    return log_softmax(log_mix + eta * matvec(A, jnp.exp(log_mix)), axis=-1)
+
+
+def hedge_update(log_pi, A, eta):
+    r"""Hedge / multiplicative weights: π_{t+1}(y) ∝ π_t(y) exp(η P(y ≻ π_t)).
+
+    SPPO (Wu et al. 2024) eq. 4.1 (their loss writes β = 1/η; their runs use β = 1e-3, η = 1e3);
+    DNO's idealized soft policy iteration (Rosset et al. 2024, eq. 9, inverse η); SPO (Swamy et
+    al. 2024); and iterative IPO with reference π_t on its own pairs, whose population optimum
+    (Azar et al. 2023) is π_t exp(P(y ≻ π_t)/τ_IPO), η = 1/τ_IPO. Valid for η > 0.
+    """
+    return log_softmax(log_pi + eta * matvec(A, jnp.exp(log_pi)), axis=-1)
+
+
+def optimistic_omd_update(log_pi, prev_scores, A, log_ref, eta, tau):
+    r"""Optimistic OMD / optimistic multiplicative weights, with KL to π_ref when τ > 0.
+
+    log π_{t+1} = (1 − ητ) log π_t + ητ log π_ref + η(2Pπ_t − Pπ_{t−1}) − log Z
+    (Rakhlin & Sridharan 2013; Daskalakis & Panageas 2019 at τ = 0; the NLHF analysis of Chen et
+    al. 2025). `prev_scores` is Aπ_{t−1} (Aπ_0 at the first step, a plain OMD step). Returns
+    (log π_{t+1}, Aπ_t). Valid for η > 0, 0 ≤ ητ ≤ 1.
+    """
+    scores = matvec(A, jnp.exp(log_pi))
+    return _mirror(log_pi, log_ref, eta, tau, 2 * scores - prev_scores), scores
+
+
+def extragradient_update(log_pi, A, log_ref, eta, tau):
+    r"""Extragradient with the KL mirror map (EGPO, Zhou et al. 2025; tabular form of its code).
+
+    π_{t+1/2} = softmax((1 − ητ) log π_t + ητ log π_ref + ηPπ_t),
+    π_{t+1}   = softmax((1 − ητ) log π_t + ητ log π_ref + ηPπ_{t+1/2}). Valid for η > 0, 0 ≤ ητ ≤ 1.
+    """
+    half = _mirror(log_pi, log_ref, eta, tau, matvec(A, jnp.exp(log_pi)))
+    return _mirror(log_pi, log_ref, eta, tau, matvec(A, jnp.exp(half)))
+
+
+def mmd_update(log_pi, A, log_magnet, eta, alpha):
+    r"""Magnetic mirror descent (Sokota et al. 2023, eq. 12) on q_t = Pπ_t:
+
+        π_{t+1} ∝ [π_t ρ^{αη} e^{η q_t}]^{1/(1 + αη)},   magnet ρ, temperature α.
+
+    With ρ = π_ref and α = τ it equals KL-regularized OMD at learning rate η/(1 + ητ) (derived;
+    tested). Valid for η > 0, α ≥ 0; Theorem 3.4's linear rate needs η ≤ α/L².
+    """
+    scores = matvec(A, jnp.exp(log_pi))
+    return log_softmax((log_pi + eta * alpha * log_magnet + eta * scores) / (1 + eta * alpha), axis=-1)
+
+
+def refresh_magnet(log_pi, log_magnet, since, A, tau, every, gap_threshold):
+    r"""Reset the magnet/reference to π_{t+1} every `every` steps, or sooner once the inner game's
+    duality gap DualGap_τ(π_{t+1}; magnet) ≤ `gap_threshold` > 0 (0 disables it) (MPO, Wang et al.
+    2024, Lemma 3.3; COMAL, Liu et al. 2024, Alg. 1). Returns (log magnet, steps since the reset).
+
+    Near the equilibrium a freshly reset inner game starts with a gap below any fixed threshold,
+    so a gap trigger then resets every step, which is Hedge (log π_{t+1} = log π_t + ηAπ_t) and
+    drifts: the threshold bounds the accuracy reached.
+    """
+    from .metrics import duality_gaps
+
+    since = since + 1
+    inner_gap = duality_gaps(A, log_magnet, log_pi, tau)
+    reset = (since >= every) | ((gap_threshold > 0) & (inner_gap <= gap_threshold))
+    return jnp.where(reset[..., None], log_pi, log_magnet), jnp.where(reset, 0.0, since)
+
+
+def self_play_gradient(log_pi, A, log_ref, tau, log_opponent, weights):
+    r"""The logit gradient w ⊙ (Aπ' − τ d − ⟨w, Aπ' − τ d⟩), d = log(π/π_ref), π' the opponent.
+
+    With w = π it is the self-play policy gradient of E_{y~π}[P(y ≻ π') − τ log(π(y)/π_ref(y))]
+    (NLHF §7, eq. 13 of its appendix); with w = π' it is minus the gradient of the IPO loss on
+    pairs from π' (Calandriello et al. 2024, Prop. 5.1) up to the factor 4/τ.
+    """
+    advantage = matvec(A, jnp.exp(log_opponent)) - tau * (log_pi - log_ref)
+    return weights * (advantage - jnp.sum(weights * advantage, axis=-1, keepdims=True))
+
+
+def ipo_md_update(log_pi, A, log_ref, eta, tau, beta):
+    r"""Exact expected step of IPO-MD (Calandriello et al. 2024, §5) on the logits:
+
+        θ_{t+1} = θ_t + η π'_t ⊙ (Aπ'_t − τ d_t − ⟨π'_t, Aπ'_t − τ d_t⟩),  π'_t ∝ π_t^{1−β} π_ref^β,
+
+    the negative gradient of the IPO loss (target (P(y ≻ y') − 1/2)/τ) on pairs y, y' ~ π'_t,
+    which is (4/τ)·this direction: SGD with learning rate lr is η = 4 lr/τ (derived; tested with
+    autodiff). Its stationary point is eq. 13's π ∝ π_ref exp(P(y ≻ (π)^{1−β} π_ref^β)/τ).
+    β = 0 is online IPO (eq. 11), whose stationary point is π*_τ (Prop. 4.1). Valid for η > 0.
+    """
+    log_opponent = _geometric_mixture(log_pi, log_ref, beta)
+    opponent = jnp.exp(log_opponent)
+    return log_softmax(log_pi + eta * self_play_gradient(log_pi, A, log_ref, tau, log_opponent, opponent), axis=-1)
+
+
+def nash_md_pg_update(log_pi, A, log_ref, eta, tau, beta):
+    r"""Exact expected Nash-MD-PG step (Munos et al. 2023, §7 and App. eq. 13) on the logits:
+
+        θ_{t+1} = θ_t + η π_t ⊙ (Aπ'_t − τ d_t − ⟨π_t, Aπ'_t − τ d_t⟩),  π'_t ∝ π_t^{1−β} π_ref^β
+        (stop-gradient), d_t = log(π_t/π_ref).
+    β = 0 is self-play, β = 1 the best response to π_ref. Its stationary points are those of
+    IPO-MD (eq. 13 of Calandriello et al. 2024). Valid for η > 0.
+    """
+    log_opponent = _geometric_mixture(log_pi, log_ref, beta)
+    return log_softmax(log_pi + eta * self_play_gradient(log_pi, A, log_ref, tau, log_opponent, jnp.exp(log_pi)),
+                       axis=-1)
+
+
+BT_RIDGE = 1e-9
+BT_NEWTON_STEPS = 12
+
+
+def bradley_terry_fit(scores, A, pi):
+    r"""The Bradley-Terry reward fitted by maximum likelihood to comparisons of pairs y, y' ~ π:
+
+        r = argmin_r −Σ_{y,y'} π(y)π(y') P(y ≻ y') log σ(r_y − r_y') + (BT_RIDGE/2)‖r‖²,
+
+    by BT_NEWTON_STEPS Newton steps from `scores` (gradient Σ_y' w_yy'(σ(r_y − r_y') − P_yy') + λr;
+    the ridge makes it unique even when the data separate). Shapes (C, n).
+    """
+    W = pi[..., :, None] * pi[..., None, :]
+    eye = jnp.eye(scores.shape[-1])
+
+    def newton(r, _):
+        S = jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
+        grad = jnp.sum(W * (S - 0.5 - A), axis=-1) + BT_RIDGE * r
+        M = W * S * (1 - S)
+        H = eye * (jnp.sum(M, axis=-1)[..., None] + BT_RIDGE) - M
+        return r - jnp.linalg.solve(H, grad[..., None])[..., 0], None
+
+    return jax.lax.scan(newton, scores, None, length=BT_NEWTON_STEPS)[0]
+
+
+def iterative_dpo_update(log_pi, scores, A, eta):
+    r"""Population iterative DPO (Rafailov et al. 2023, with reference π_t; as in Xiong et al. 2024):
+    DPO's loss on pairs y, y' ~ π_t labelled by P is minimized by β log(π/π_t) = r̂_t, the
+    Bradley-Terry reward fitted to those comparisons, so π_{t+1} ∝ π_t exp(η r̂_t), η = 1/β.
+    The transitive baseline. Returns (log π_{t+1}, r̂_t). Valid for η > 0.
+    """
+    scores = bradley_terry_fit(scores, A, jnp.exp(log_pi))
+    return log_softmax(log_pi + eta * scores, axis=-1), scores
+
+
+def fictitious_play_update(log_pi, A, log_ref, tau, t):
+    r"""Fictitious play (Brown 1951; Robinson 1951) in self-play: the empirical average moves
+    towards a best response to itself, π_{t+1} = (1 − α_t) π_t + α_t BR(π_t), α_t = 1/(t+2),
+    so π_t is the uniform average of π_0 and the first t best responses. BR is a pure best
+    response at τ = 0 (ties to the first) and BR_τ = softmax(log π_ref + Pπ/τ) at τ > 0 (smooth
+    fictitious play). No learning rate.
+    """
+    scores = matvec(A, jnp.exp(log_pi))
+    positive = tau > 0
+    smooth = log_softmax(log_ref + scores / jnp.where(positive, tau, 1.0), axis=-1)
+    pure = jnp.log(jax.nn.one_hot(jnp.argmax(scores, axis=-1), scores.shape[-1], dtype=scores.dtype))
+    alpha = 1 / (t + 2)
+    return jnp.logaddexp(jnp.log1p(-alpha) + log_pi, jnp.log(alpha) + jnp.where(positive, smooth, pure))
+
+
+def replicator_update(log_pi, A, eta):
+    r"""Discrete replicator dynamics (Taylor & Jonker 1978, in discrete time):
+    π_{t+1}(y) = π_t(y)(1 + η(P(y ≻ π_t) − π_tᵀPπ_t)) = π_t(y)(1 + η(Aπ_t)_y).
+    Valid for 0 < η < 2, which keeps every factor positive (|Aπ| ≤ 1/2).
+    """
+    return log_softmax(log_pi + jnp.log1p(eta * matvec(A, jnp.exp(log_pi))), axis=-1)
