@@ -73,7 +73,7 @@ def _identity(state):
     return state
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Algorithm:
     """A self-play method for the engine.
 
@@ -81,6 +81,7 @@ class Algorithm:
     t the iteration (0, 1, …) and params the hyperparameters; log_policy(state) → (C, n).
     target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
     uses_tau: False when τ only selects the game the metrics measure.
+    Compiled loops are cached per Algorithm object (identity), so a modified copy gets its own.
     """
 
     name: str

@@ -70,6 +70,12 @@ def _build_parser() -> argparse.ArgumentParser:
         r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
     r.set_defaults(command=cmd_run)
 
+    v = sub.add_parser("verify", help="check the papers' claims by measurement; exit 1 on any FAIL")
+    v.add_argument("claims", nargs="*", metavar="CLAIM", help="claims to check (default: all)")
+    v.add_argument("--quick", action="store_true", help="fewer games and iterations (CI)")
+    v.add_argument("--json", action="store_true", help="print JSON")
+    v.set_defaults(command=cmd_verify)
+
     a = sub.add_parser("algorithms", help="list the algorithms, their sources and hyperparameters")
     a.set_defaults(command=cmd_algorithms)
 
@@ -86,6 +92,24 @@ def cmd_games(args) -> int:
     print("any other spec: a path to a CSV file (optional header row of names, then n rows of n numbers);")
     print("every spec takes ref_seed=K for a reference policy with logits ~ N(0, 1)")
     return 0
+
+
+def cmd_verify(args) -> int:
+    from .claims import verify
+
+    results = verify(args.claims, quick=args.quick)
+    if args.json:
+        print(json.dumps([{"claim": r.claim.name, "source": r.claim.source, "statement": r.claim.statement,
+                           "observation": r.claim.observation, "ratios": r.ratios, "worst": r.worst,
+                           "passed": r.passed, "seconds": r.seconds} for r in results], indent=2))
+    else:
+        print(f"{'claim':<22} {'source':<58} {'games':>5} {'worst measured/bound':>21}  result")
+        for r in results:
+            label = "PASS" if r.passed else "FAIL"
+            source = r.claim.source + (" [observation]" if r.claim.observation else "")
+            print(f"{r.claim.name:<22} {source[:58]:<58} {len(r.ratios):>5} {r.worst:>21.6g}  {label}")
+        print("each claim's statement: `gamesim verify --json`; ratios ≤ 1 pass")
+    return 0 if all(r.passed for r in results) else 1
 
 
 def cmd_algorithms(args) -> int:

@@ -145,7 +145,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
 
     log_pi0 = stack([_initial_policy(g, alg.default_init if init is None else init, s)
                      for g, init, s in zip(games_b, inits, seeds)])
-    start = _start(alg.name, shared)
+    start = _start(alg, shared)
     if resume_from is None:
         carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, log_pi0))
         done, records = 0, [({k: v[:, None] for k, v in metrics0.items()}, policy0[:, None])]
@@ -163,7 +163,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     chunks = []  # (state, records) of each finished chunk, appended in one step so they never disagree
     try:
         for r in filter(None, sizes):
-            chunks.append(jax.device_get(_chunk(alg.name, shared, k, r)(chunks[-1][0] if chunks else carry,
+            chunks.append(jax.device_get(_chunk(alg, shared, k, r)(chunks[-1][0] if chunks else carry,
                                                                         consts, hyper)))
             if bar is not None:
                 bar.update(r * k)
@@ -254,14 +254,12 @@ def _progress_bar(progress, total, done, long_run):
 
 
 # --- compiled pieces (cached per algorithm, shape flags and loop lengths) ---------------------------
-def _per_run(alg_name: str):
+def _per_run(alg: Algorithm):
     """The single-run functions the batch vmaps: start (π_0 → carry, record) and a chunk."""
     import jax
     import jax.numpy as jnp
 
     from .metrics import accumulate, record
-
-    alg: Algorithm = get_algorithm(alg_name)
 
     def snapshot(state, acc, consts, hyper):
         A, log_ref = consts
@@ -296,19 +294,19 @@ def _per_run(alg_name: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _start(alg_name: str, shared: bool):
+def _start(alg: Algorithm, shared: bool):
     import jax
 
-    start, _ = _per_run(alg_name)
+    start, _ = _per_run(alg)
     game_axis = None if shared else 0
     return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0)))
 
 
 @functools.lru_cache(maxsize=None)
-def _chunk(alg_name: str, shared: bool, k: int, r: int):
+def _chunk(alg: Algorithm, shared: bool, k: int, r: int):
     import jax
 
-    _, chunk = _per_run(alg_name)
+    _, chunk = _per_run(alg)
     game_axis = None if shared else 0
     run = functools.partial(chunk, k=k, r=r)
     return jax.jit(jax.vmap(run, in_axes=(0, (game_axis, game_axis), 0)))

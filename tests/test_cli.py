@@ -79,3 +79,25 @@ def test_demo_runs(capsys):
     assert main(["demo", "--iterations", "300"]) == 0
     out = capsys.readouterr().out
     assert "sppo" in out and "nash-md" in out
+
+
+def test_hyperparameter_flags_match_the_registry(tmp_path, capsys):
+    from gamesim.algorithms import ALGORITHMS
+    from gamesim.cli import HYPERPARAMETERS
+
+    assert set(HYPERPARAMETERS) == {k for a in ALGORITHMS.values() for k in a.params}
+    out = tmp_path / "r"
+    assert main(["run", "cycle3", "--algorithm", "ipo-md", "--eta", "1", "--tau", "0.2", "--beta", "0.3",
+                 "--iterations", "10", "--out", str(out)]) == 0
+    assert json.loads((out / "run.json").read_text())["config"]["beta"] == 0.3
+    assert main(["run", "cycle3", "--algorithm", "inpo", "--eta", "1", "--beta", "0.3", "--iterations", "10",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "no hyperparameter 'beta'" in capsys.readouterr().err
+
+
+def test_algorithms_lists_every_algorithm(capsys):
+    from gamesim.algorithms import ALGORITHMS
+
+    assert main(["algorithms"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ALGORITHMS)
