@@ -19,6 +19,14 @@ def random_games():
     return [load_game(f"random:n=10,seed={s}") for s in range(4)]
 
 
-def numpy_softmax(logits):
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
+@pytest.fixture
+def float64():
+    """For tests that call the pure functions directly: float64 without touching the global flag."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
+def normalize(w):
+    return w / w.sum()

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from conftest import normalize
+
 from gamesim import GamesimError, load_game, simulate, solve
 from gamesim.equilibria import fixed_point_residual
 from gamesim.losses import dpo_population_loss, ipo_loss, nash_md_pg_loss
@@ -14,14 +16,7 @@ from gamesim.updates import (BT_RIDGE, bradley_terry_fit, ipo_md_update, iterati
                              nash_md_pg_update, omd_update)
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    with jax.enable_x64(True):
-        yield
-
-
-def normalize(w):
-    return w / w.sum()
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def mixture(pi, ref, beta):

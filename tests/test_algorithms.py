@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import numpy_softmax
+from conftest import normalize
 
 from gamesim import GamesimError, load_game, simulate
 from gamesim.algorithms import (ALGORITHMS, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
@@ -14,15 +14,7 @@ from gamesim.losses import inpo_loss, inpo_population_loss, inpo_regression_loss
 
 
 
-@pytest.fixture(autouse=True)
-def float64():
-    """These tests call the pure functions directly, in float64, without touching the global flag."""
-    with jax.enable_x64(True):
-        yield
-
-
-def normalize(w):
-    return w / w.sum()
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 # Transcriptions in probability space, with P itself (not A), in each paper's own convention.
