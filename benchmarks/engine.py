@@ -20,14 +20,12 @@ pi @ A.T for a shared game); T is calibrated so that each timing takes ~1.5 s (~
 --quick is a smoke test (~25 s): its short gamesim calls are dominated by the fixed cost at batch 256.
 """
 
-import argparse
 import json
-import os
-import platform
 import time
 
 import numpy as np
 
+import common
 import gamesim
 
 TAU = 0.1
@@ -61,17 +59,12 @@ def gamesim_time(games, eta, T):
 def numpy_loop(A, log_ref, log_pi, eta, T, shared):
     """T OMD updates in log space with the engine's running sums; A is (n, n) or (B, n, n)."""
     pi = np.exp(log_pi)
-    sum_pi, sum_kl, sum_log = pi.copy(), (pi * (log_pi - log_ref)).sum(-1), log_pi - log_ref
+    sums = pi.copy(), (pi * (log_pi - log_ref)).sum(-1), log_pi - log_ref
     for _ in range(T):
         Api = pi @ A.T if shared else np.einsum("bij,bj->bi", A, pi)
         logits = (1 - eta * TAU) * log_pi + eta * TAU * log_ref + eta * Api
-        m = logits.max(-1, keepdims=True)
-        log_pi = logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
-        pi = np.exp(log_pi)
-        sum_pi += pi
-        sum_kl += (pi * (log_pi - log_ref)).sum(-1)
-        sum_log += log_pi - log_ref
-    return sum_pi, sum_kl, sum_log
+        log_pi, pi, sums = common.log_softmax_and_sums(logits, log_ref, sums)
+    return sums
 
 
 def numpy_rate(games, eta, batch, target):
@@ -92,25 +85,8 @@ def numpy_rate(games, eta, batch, target):
         T = max(2 * T, int(T * 1.2 * target / max(seconds, 1e-6)))
 
 
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer iterations (well under a minute)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    args = parser.parse_args()
-    import jax
-
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-               "numpy": np.__version__, "dtype": "float64", "quick": args.quick}
-    print(f"{machine['cpu']}, {machine['cores']} cores | jax {machine['jax']}, numpy {machine['numpy']}"
-          f" | float64{' | --quick' if args.quick else ''}")
+    args, machine = common.setup(__doc__)
     print("one iteration = one OMD update of one game, with the engine's metric bookkeeping "
           f"(tau={TAU}, record_every=T)")
     header = f"{'n':>5} | {'batch':>5} | {'T gamesim':>9} | {'T numpy':>8} | {'gamesim it/s':>12} | " \

@@ -61,7 +61,7 @@ class Param:
     integer: bool = False
 
 
-def _policy_is_state(log_pi0, A, log_ref):
+def _policy_is_state(log_pi0, A, log_ref, key):
     return log_pi0
 
 
@@ -77,8 +77,10 @@ def _identity(state):
 class Algorithm:
     """A self-play method for the engine.
 
-    init(log_pi0, A, log_ref) → state; step(state, A, log_ref, eta, tau, t, params) → state, with
-    t the iteration (0, 1, …) and params the hyperparameters; log_policy(state) → (C, n).
+    init(log_pi0, A, log_ref, key) → state (key: the run's PRNG key, for sampled feedback);
+    step(state, A, log_ref, eta, tau, t, params) → state, with t the iteration (0, 1, …) and
+    params the hyperparameters; log_policy(state) → (C, n). queries_per_step: preference queries
+    one step makes (0 for exact methods; a `queries` metric is recorded when > 0).
     target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
     uses_tau: False when τ only selects the game the metrics measure.
     Compiled loops are cached per Algorithm object (identity), so a modified copy gets its own.
@@ -98,6 +100,8 @@ class Algorithm:
     target: str = "regularized"
     uses_tau: bool = True
     default_init: str = "reference"
+    queries_per_step: int = 0
+    needs_tau: bool = False
 
     def resolve_params(self, given: dict) -> dict:
         """The full hyperparameters: `given` checked against `params`, defaults filled in."""
@@ -120,6 +124,8 @@ class Algorithm:
 
     def check(self, eta, tau: float, schedule: str) -> None:
         """Raise GamesimError unless (η, τ, schedule) is in this algorithm's valid range."""
+        if self.needs_tau and not tau > 0:
+            raise GamesimError(f"{self.name} needs tau > 0 (its loss divides by τ)")
         if schedule not in self.schedules:
             raise GamesimError(f"{self.name} takes schedule {' or '.join(map(repr, self.schedules))}, "
                                f"not {schedule!r}")
@@ -159,7 +165,7 @@ def _refreshing(inner):
     """A magnet-refresh method (MPO, COMAL): `inner` steps towards the magnet's regularized
     equilibrium; state (log π, log magnet, steps since the last reset per context)."""
 
-    def init(log_pi0, A, log_ref):
+    def init(log_pi0, A, log_ref, key):
         return log_pi0, jnp.broadcast_to(log_ref, log_pi0.shape), jnp.zeros(log_pi0.shape[:-1], log_pi0.dtype)
 
     def step(s, A, log_ref, eta, tau, t, p):
@@ -190,7 +196,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               lambda s, A, r, eta, tau, t, p: u.optimistic_omd_update(s[0], s[1], A, r, eta, tau),
               "optimistic MWU (Rakhlin & Sridharan 2013; Daskalakis & Panageas 2019), KL to π_ref",
               "π*_τ, last iterate; at τ = 0 the von Neumann winner, last iterate (unique or full-support NE)",
-              init=lambda lp, A, r: (lp, matvec(A, jnp.exp(lp))), log_policy=_first),
+              init=lambda lp, A, r, key: (lp, matvec(A, jnp.exp(lp))), log_policy=_first),
     Algorithm("extragradient", lambda s, A, r, eta, tau, t, p: u.extragradient_update(s, A, r, eta, tau),
               "EGPO (Zhou et al. 2025), tabular form of its code", "π*_τ, last iterate, linearly"),
     Algorithm("mmd", lambda s, A, r, eta, tau, t, p: u.mmd_update(s, A, r, eta, tau),
@@ -213,7 +219,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("iterative-dpo", lambda s, A, r, eta, tau, t, p: u.iterative_dpo_update(s[0], s[1], A, eta),
               "iterative DPO (Rafailov et al. 2023; Xiong et al. 2024), population step",
               "a Condorcet winner if there is one; cycles on intransitive games", kl_bounded=False,
-              init=lambda lp, A, r: (lp, jnp.zeros_like(lp)), log_policy=_first, target="original",
+              init=lambda lp, A, r, key: (lp, jnp.zeros_like(lp)), log_policy=_first, target="original",
               uses_tau=False),
     Algorithm("iterative-ipo", _hedge, "iterative IPO (Azar et al. 2023) with reference π_t: Hedge",
               "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False),

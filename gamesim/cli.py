@@ -19,8 +19,21 @@ HYPERPARAMETERS = {
     "beta": (float, "ipo-md, nash-md-pg: weight of pi_ref in the opponent mixture (default 0.125)"),
     "refresh_every": (int, "mpo, comal: iterations between magnet resets (default 200)"),
     "refresh_gap": (float, "mpo, comal: reset sooner once the inner duality gap is below this"),
+    "lr": (float, "sampled feedback, --fit sgd/adam: the optimizer's learning rate (default 0.1)"),
+    "flip": (float, "sampled feedback: probability that the oracle's answer is flipped (default 0)"),
+    "position_bias": (float, "sampled feedback: added to P(first response wins) (default 0)"),
 }
 """Algorithm-specific flags (the registry in gamesim.algorithms checks them; a test keeps this in step)."""
+SAMPLING = {
+    "pairs": (int, "pairs per iteration and context (prompts, for the K-sample recipes); default 64"),
+    "recipe": (str, "pairs, best-worst (inpo) or win-rates (sppo); default: the algorithm's first"),
+    "samples": (int, "K for the K-sample recipes (default 8 best-worst, 5 win-rates)"),
+    "fit": (str, "exact (the empirical minimizer, default), sgd or adam"),
+    "steps": (int, "optimizer steps per iteration with --fit sgd/adam (default 10)"),
+    "batch_size": (int, "minibatch size with --fit sgd/adam (default: all data)"),
+    "oracle": (str, "hard (Bernoulli answers, default) or soft (the probability itself)"),
+}
+"""Flags of --feedback sampled, passed to gamesim.bandit.sampled_algorithm."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +79,8 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
-    for name, (kind, doc) in HYPERPARAMETERS.items():
+    r.add_argument("--feedback", default="exact", help="exact (full information, default) or sampled")
+    for name, (kind, doc) in {**HYPERPARAMETERS, **SAMPLING}.items():
         r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
     r.set_defaults(command=cmd_run)
 
@@ -154,10 +168,12 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     game = load_game(args.game)
     hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    sampling = {("batch" if k == "batch_size" else k): getattr(args, k) for k in SAMPLING
+                if getattr(args, k) is not None}
     config = {"game": args.game, "algorithm": args.algorithm, "eta": args.eta, "tau": args.tau,
               "schedule": args.schedule, "iterations": args.iterations, "seed": args.seed,
               "init": args.init, "record_every": args.record_every,
-              "dtype": "float32" if args.float32 else "float64", **hyper}
+              "dtype": "float32" if args.float32 else "float64", "feedback": args.feedback, **hyper, **sampling}
     previous = None
     if args.resume:
         if args.overwrite:
@@ -170,7 +186,8 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     traj = simulate(game, args.algorithm, eta=args.eta, tau=args.tau, iterations=args.iterations,
                     seed=args.seed, init=args.init, record_every=args.record_every,
-                    schedule=args.schedule, dtype=config["dtype"], resume_from=previous, **hyper)
+                    schedule=args.schedule, dtype=config["dtype"], resume_from=previous,
+                    feedback=args.feedback, **hyper, **sampling)
     write_run(out, traj, config, versions(__version__))
     if traj.interrupted:
         print(f"gamesim: interrupted at iteration {int(traj.iterations[-1])}; results so far are in {out}; "

@@ -59,10 +59,14 @@ class Trajectory:
         return {k: (float(v[-1]) if v.ndim == 1 else v[:, -1]) for k, v in self.metrics.items()}
 
 
+SAMPLING_OPTIONS = ("pairs", "recipe", "samples", "fit", "steps", "batch", "oracle")
+"""Keywords of `simulate` that set up feedback="sampled" (see `bandit.sampled_algorithm`)."""
+
+
 def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,
              record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
              progress: bool | None = None, resume_from: Trajectory | None = None,
-             **hyperparameters) -> Trajectory:
+             feedback: str = "exact", **hyperparameters) -> Trajectory:
     """Run `algorithm` on `game` for `iterations` exact updates.
 
     game: a PreferenceGame or a spec string. algorithm: a name of `algorithms.ALGORITHMS`.
@@ -73,11 +77,15 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
     resume_from: a Trajectory this call continues (same settings) up to `iterations`.
     hyperparameters: the algorithm's own (e.g. beta=, refresh_every=); `gamesim.algorithms`
     lists them with their defaults.
+    feedback: "exact" (full information) or "sampled": learn from sampled preference queries,
+    set up by pairs=, recipe=, samples=, fit=, steps=, batch=, oracle= and the hyperparameters
+    lr=, flip=, position_bias= (see `gamesim.bandit`); `seed` seeds the draws.
     """
     batch = simulate_batch([game], algorithm, eta=[eta], tau=[tau], iterations=iterations,
                            seeds=[seed], inits=[init], record_every=record_every, schedule=schedule,
                            dtype=dtype, progress=progress, resume_from=resume_from and _as_batch(resume_from),
-                           **{k: [v] for k, v in hyperparameters.items()})
+                           feedback=feedback, **{k: v if k in SAMPLING_OPTIONS else [v]
+                                                 for k, v in hyperparameters.items()})
     return Trajectory(batch.iterations, batch.policies[0], {k: v[0] for k, v in batch.metrics.items()},
                       batch.equilibrium[0], batch.config, batch.state, batch.interrupted, batch.elapsed)
 
@@ -85,14 +93,25 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
 def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seeds=0, inits=None,
                    record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
                    progress: bool | None = None, resume_from: Trajectory | None = None,
-                   **hyperparameters) -> Trajectory:
+                   feedback: str = "exact", **hyperparameters) -> Trajectory:
     """Run a batch of B runs as one vmapped loop; every argument is one value or B values.
 
     games: one game (shared, not copied) or B games of one shape. eta, tau, seeds, inits and each
     hyperparameter: one value or B values.
     The result has a leading batch axis. The runs are independent: each equals its own `simulate`.
+    The sampling options (pairs=, fit=, …) are one value for the whole batch.
     """
-    alg = get_algorithm(algorithm)
+    sampling = {k: hyperparameters.pop(k) for k in SAMPLING_OPTIONS if k in hyperparameters}
+    if feedback == "sampled":
+        from .bandit import sampled_algorithm
+
+        alg = sampled_algorithm(getattr(algorithm, "name", algorithm), **sampling)
+    elif feedback == "exact":
+        if sampling:
+            raise GamesimError(f"{', '.join(sampling)} set up sampled feedback: add feedback='sampled' (--feedback sampled)")
+        alg = get_algorithm(algorithm)
+    else:
+        raise GamesimError(f"feedback must be 'exact' or 'sampled', not {feedback!r}")
     T, k = _check_counts(iterations, record_every)
     if dtype not in ("float64", "float32"):
         raise GamesimError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
@@ -135,25 +154,28 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     weights = stack([g.weights for g in games_b])
     target_taus = [t if alg.target == "regularized" else 0.0 for t in taus]
     pi_star = np.stack([g.stack_policy(solve(g, t).policy) for g, t in zip(games_b, target_taus)])
+    sampled = alg.queries_per_step > 0
+    pi_vn = stack([g.stack_policy(solve(g, 0.0).policy) for g in games_b]) if sampled else None
     with np.errstate(divide="ignore"):
         log_pi_star = np.log(pi_star).astype(ftype)
     eta0 = np.array([1 / t if schedule == "theorem" else e for e, t in zip(etas, taus)], ftype)
     decay = np.full(len(taus), 0.5 if schedule == "theorem" else 0.0, ftype)
-    hyper = (eta0, decay, np.array(taus, ftype), weights, log_pi_star,
+    hyper = (eta0, decay, np.array(taus, ftype), weights, log_pi_star, pi_vn,
              {key: np.array([p[key] for p in params], ftype) for key in alg.params})
     consts = (A, log_ref)
 
     log_pi0 = stack([_initial_policy(g, alg.default_init if init is None else init, s)
                      for g, init, s in zip(games_b, inits, seeds)])
     start = _start(alg, shared)
+    keys = np.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     if resume_from is None:
-        carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, log_pi0))
+        carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, log_pi0, keys))
         done, records = 0, [({k: v[:, None] for k, v in metrics0.items()}, policy0[:, None])]
     else:
         done = int(resume_from.iterations[-1])
         if done > T or done % k:
             raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
-        structure = jax.tree_util.tree_structure(jax.eval_shape(start, consts, hyper, log_pi0)[0])
+        structure = jax.tree_util.tree_structure(jax.eval_shape(start, consts, hyper, log_pi0, keys)[0])
         carry = jax.tree_util.tree_unflatten(structure, [np.asarray(x) for x in resume_from.state])
         records = [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
 
@@ -176,12 +198,14 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         carry = chunks[-1][0]
         records += [out for _, out in chunks]
     metrics = {name: np.concatenate([m[name] for m, _ in records], axis=1).astype(np.float64)
-               for name in METRICS}
+               for name in [*METRICS, *(["dueling_regret"] if sampled else [])]}
     policies = np.concatenate([p for _, p in records], axis=1).astype(np.float64)
     if not games[0].contextual:
         policies = policies[..., 0, :]
     iterations = np.arange(policies.shape[1]) * k
     interrupted = int(iterations[-1]) < T
+    if sampled:
+        metrics["queries"] = np.broadcast_to(iterations * float(alg.queries_per_step), metrics["gap"].shape).copy()
     config = {"algorithm": alg.name, "eta": etas, "tau": taus, "schedule": schedule, "seeds": seeds,
               "hyperparameters": params,
               "iterations": T, "record_every": k, "dtype": dtype,
@@ -263,13 +287,13 @@ def _per_run(alg: Algorithm):
 
     def snapshot(state, acc, consts, hyper):
         A, log_ref = consts
-        _, _, tau, weights, log_pi_star, _ = hyper
+        _, _, tau, weights, log_pi_star, pi_vn, _ = hyper
         log_pi = alg.log_policy(state)
-        return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star), jnp.exp(log_pi)
+        return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn), jnp.exp(log_pi)
 
-    def start(consts, hyper, log_pi0):
+    def start(consts, hyper, log_pi0, key):
         A, log_ref = consts
-        state = alg.init(log_pi0, A, log_ref)
+        state = alg.init(log_pi0, A, log_ref, key)
         acc = accumulate(None, alg.log_policy(state), log_ref)
         carry = (state, acc, jnp.zeros((), log_pi0.dtype))
         return carry, snapshot(state, acc, consts, hyper)
@@ -277,7 +301,7 @@ def _per_run(alg: Algorithm):
     def chunk(carry, consts, hyper, k, r):
         A, log_ref = consts
         eta0, decay, tau = hyper[:3]
-        params = hyper[5]
+        params = hyper[6]
 
         def update(c, _):
             state, acc, t = c
@@ -299,7 +323,7 @@ def _start(alg: Algorithm, shared: bool):
 
     start, _ = _per_run(alg)
     game_axis = None if shared else 0
-    return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0)))
+    return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0, 0)))
 
 
 @functools.lru_cache(maxsize=None)

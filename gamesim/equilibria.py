@@ -2,16 +2,16 @@ r"""Exact equilibria of preference games.
 
 τ = 0, the von Neumann winner (Dudík et al. 2015; SPPO eq. 3.3; DNO's Minimax Winner): a policy π
 with (Pπ)_y ≤ 1/2 for every y, i.e. Aπ ≤ 0. The set of them is a polytope; `solve` returns one of
-maximal support (its relative interior), found by one linear program (scipy's HiGHS) over the cone
-{x ≥ 0, Ax ≤ 0}:
+maximal support (its relative interior). First the value LP (scipy's HiGHS) gives an equilibrium;
+if it is provably the only one (strict complementarity and a nonsingular support system, the
+generic case) that is the answer. Otherwise one more LP over the cone {x ≥ 0, Ax ≤ 0},
 
-    maximize Σ_y s_y  subject to  Ax ≤ 0,  0 ≤ s ≤ 1,  s ≤ x.
+    maximize Σ_y s_y  subject to  Ax ≤ 0,  0 ≤ s ≤ 1,  s ≤ x,
 
-Any y in the support of some equilibrium has a scaled cone point with x_y ≥ 1, and the cone is
-closed under sums, so at the optimum s_y = 1 exactly on the maximal support S. The LP answer is
-then polished to float64 accuracy: every equilibrium satisfies (Aπ)_S = 0 (complementary
-slackness), so π_S is projected onto {A_SS π_S = 0, Σπ_S = 1} by least squares and kept if its
-duality gap is smaller. For a generic game the equilibrium is unique and this is it.
+finds the maximal support: any y in the support of some equilibrium has a scaled cone point with
+x_y ≥ 1, and the cone is closed under sums, so at the optimum s_y = 1 exactly on it. Each answer is
+polished to float64 accuracy: every equilibrium satisfies (Aπ)_S = 0 (complementary slackness),
+so π_S is projected onto {A_SS π_S = 0, Σπ_S = 1} by least squares and kept if its gap is smaller.
 
 τ > 0, the regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ) (unique; NLHF Prop. 1):
 damped Newton on F(x) = x − log BR_τ(softmax x) in log-probabilities (merit ‖F‖₂), from π_ref; if Newton stalls, a continuation in τ (solve at
@@ -93,22 +93,41 @@ def check_tau(tau) -> float:
 # --- τ = 0 -----------------------------------------------------------------------------------------
 def _von_neumann_winner(A: np.ndarray) -> tuple[np.ndarray, str]:
     n = A.shape[0]
-    # variables [x (n), s (n)]; minimize −Σ s
-    c = np.concatenate([np.zeros(n), -np.ones(n)])
-    A_ub = np.block([[A, np.zeros((n, n))], [-np.eye(n), np.eye(n)]])
-    b_ub = np.zeros(2 * n)
-    bounds = [(0, None)] * n + [(0, 1)] * n
-    res = linprog(c, A_ub=A_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    # the value LP: minimize v subject to Aπ ≤ v·1, Σπ = 1, π ≥ 0 (v* = 0 for every such game)
+    res = linprog(np.r_[np.zeros(n), 1.0], A_ub=np.c_[A, -np.ones(n)], b_ub=np.zeros(n),
+                  A_eq=np.r_[np.ones(n), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)],
+                  method="highs")
     if res.status != 0:
         raise RuntimeError(f"the equilibrium LP failed ({res.message}); please report this game")
-    x, s = res.x[:n], res.x[n:]
-    support = s > 0.5
-    pi = np.where(support, np.maximum(x, 0), 0.0)
-    pi /= pi.sum()
-    polished = _polish(A, pi, support)
-    if polished is not None and _gap0(A, polished) <= _gap0(A, pi):
-        return polished, "lp+support"
-    return pi, "lp"
+    pi = _best(A, np.maximum(res.x[:n], 0) / np.maximum(res.x[:n], 0).sum())
+    if _unique(A, pi):
+        return pi, "lp"
+    # possibly several equilibria: the one of maximal support, over the cone {x ≥ 0, Ax ≤ 0}
+    res = linprog(np.r_[np.zeros(n), -np.ones(n)], A_ub=np.block([[A, np.zeros((n, n))], [-np.eye(n), np.eye(n)]]),
+                  b_ub=np.zeros(2 * n), bounds=[(0, None)] * n + [(0, 1)] * n, method="highs")
+    if res.status != 0 or not np.any(res.x[n:] > 0.5):
+        return pi, "lp (maximal support not confirmed: the support LP failed)"
+    support = res.x[n:] > 0.5
+    wide = np.where(support, np.maximum(res.x[:n], 0), 0.0)
+    return _best(A, wide / wide.sum()), "lp+max-support"
+
+
+def _best(A: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """π or its polish on its support, whichever has the smaller gap."""
+    polished = _polish(A, pi, pi > 1e-9)
+    return polished if polished is not None and _gap0(A, polished) <= _gap0(A, pi) else pi
+
+
+def _unique(A: np.ndarray, pi: np.ndarray) -> bool:
+    """Whether π is the only equilibrium: off its support S every response loses strictly, and
+    [A_SS; 1ᵀ] has full column rank. (Any equilibrium q has (Aπ)_y = 0 on supp q, so supp q ⊆ S,
+    and A_SS q_S = 0 with Σ q = 1: the nonsingular system then gives q = π.)"""
+    S = pi > 0
+    scores = A @ pi
+    if np.any(~S) and scores[~S].max() > -1e-9:
+        return False
+    M = np.vstack([A[np.ix_(S, S)], np.ones(S.sum())])
+    return np.linalg.matrix_rank(M, tol=1e-9) == S.sum()
 
 
 def _polish(A: np.ndarray, pi: np.ndarray, support: np.ndarray) -> np.ndarray | None:

@@ -16,24 +16,39 @@ def inpo_h(log_pi, log_pi_t, log_ref, eta, tau, y, y2):
 
         h_t = log π(y)/π(y') − ητ log π_ref(y)/π_ref(y') − (1 − ητ) log π_t(y)/π_t(y').
     """
-    def diff(v):
-        return v[y] - v[y2]
-
-    return diff(log_pi) - eta * tau * diff(log_ref) - (1 - eta * tau) * diff(log_pi_t)
+    d = log_pi - inpo_anchor(log_pi_t, log_ref, eta, tau)
+    return d[y] - d[y2]
 
 
 def _mean(values, weights):
-    return jnp.mean(values) if weights is None else jnp.sum(weights * values) / jnp.sum(weights)
+    """Weighted mean; 0 when every weight is 0 (e.g. a tournament that kept no pair)."""
+    if weights is None:
+        return jnp.mean(values)
+    return jnp.sum(weights * values) / jnp.maximum(jnp.sum(weights), jnp.finfo(values.dtype).tiny)
 
 
-def inpo_loss(log_pi, log_pi_t, log_ref, eta, tau, winners, losers, weights=None):
+def pair_regression_loss(theta, anchor, first, second, target, weights=None):
+    r"""Mean of ((θ − c)(y) − (θ − c)(y') − target)² over the pairs: the shape of INPO's, IPO's
+    and Nash-MD's losses, with anchor c the log-policy the step is taken from."""
+    d = theta - anchor
+    return _mean((d[first] - d[second] - target) ** 2, weights)
+
+
+def inpo_anchor(log_pi_t, log_ref, eta, tau):
+    """(1 − ητ) log π_t + ητ log π_ref: h_t(π, y, y') is the difference of log π − this at y and y'."""
+    return (1 - eta * tau) * log_pi_t + eta * tau * log_ref
+
+
+def inpo_loss(log_pi, log_pi_t, log_ref, eta, tau, winners, losers, weights=None, labels=None):
     r"""INPO eq. 8 on preference data (y_w, y_l): mean of (h_t(π, y_w, y_l) − η/2)².
 
-    The paper's target 1/(2η_INPO) is η/2 in gamesim's convention. Minimized over π, the
-    population version (`inpo_population_loss`) gives exactly the OMD step (INPO Lemma 5, Prop. 6).
+    The paper's target 1/(2η_INPO) is η/2 in gamesim's convention. With `labels` in [0, 1] (the
+    first response's win probability, or a 0/1 answer) the target is η(label − 1/2): a soft label
+    p gives p(h − η/2)² + (1 − p)(h + η/2)² up to a constant, as h is antisymmetric. Minimized over
+    π, the population version (`inpo_population_loss`) gives the OMD step (INPO Lemma 5, Prop. 6).
     """
-    h = inpo_h(log_pi, log_pi_t, log_ref, eta, tau, winners, losers)
-    return _mean((h - eta / 2) ** 2, weights)
+    target = eta / 2 if labels is None else eta * (labels - 0.5)
+    return pair_regression_loss(log_pi, inpo_anchor(log_pi_t, log_ref, eta, tau), winners, losers, target, weights)
 
 
 def _all_pairs(n):
@@ -100,14 +115,18 @@ def nash_md_pg_loss(logits, log_ref, A, tau, log_opponent):
     return -jnp.sum(pi * advantage * log_pi)
 
 
+def dpo_loss(log_pi, log_pi_t, eta, first, second, labels, weights=None):
+    r"""DPO's loss (Rafailov et al. 2023) with reference π_t and β = 1/η on labelled pairs:
+    mean of −[ℓ log σ(β(h(y) − h(y'))) + (1 − ℓ) log σ(β(h(y') − h(y)))], h = log(π/π_t)."""
+    h = log_pi - log_pi_t
+    margin = (h[first] - h[second]) / eta
+    return _mean(-(labels * jax.nn.log_sigmoid(margin) + (1 - labels) * jax.nn.log_sigmoid(-margin)), weights)
+
+
 def dpo_population_loss(log_pi, log_pi_t, A, eta):
-    r"""DPO's loss (Rafailov et al. 2023) with reference π_t on pairs y, y' ~ π_t labelled by P:
-
-        −Σ_{y,y'} π_t(y)π_t(y') P(y ≻ y') log σ(β(h(y) − h(y'))),  h = log(π/π_t),  β = 1/η.
-
-    Its minimizer is π_t exp(η r̂), r̂ the Bradley-Terry fit (`updates.iterative_dpo_update`).
-    """
+    r"""`dpo_loss` on pairs y, y' ~ π_t labelled by P, in expectation (weights π_t(y)π_t(y'),
+    labels P(y ≻ y')). Its minimizer is π_t exp(η r̂), r̂ the Bradley-Terry fit
+    (`updates.iterative_dpo_update`)."""
     i, j = _all_pairs(log_pi.shape[-1])
     pi_t = jnp.exp(log_pi_t)
-    h = log_pi - log_pi_t
-    return -jnp.sum(pi_t[i] * pi_t[j] * (0.5 + A[i, j]) * jax.nn.log_sigmoid((h[i] - h[j]) / eta))
+    return dpo_loss(log_pi, log_pi_t, eta, i, j, 0.5 + A[i, j], pi_t[i] * pi_t[j])

@@ -47,8 +47,15 @@ METRICS = {
     "linear_regret": "linearized regret of INPO Lemma 2 over π_0..π_t",
     "winrate_vs_ref": "P(π_t ≻ π_ref)",
     "winrate_vs_eq": "P(π_t ≻ π*)",
+    "support": "number of responses with π_t(y) ≥ 1e-9",
 }
 """Metric name → definition; the names are the columns of `metrics.csv` and `Trajectory.metrics`."""
+
+SAMPLED_METRICS = {
+    "dueling_regret": "Σ_{s≤t} [P(π_vN ≻ π_s) − 1/2], π_vN the von Neumann winner (dueling-bandit regret)",
+    "queries": "preference queries made so far",
+}
+"""Recorded in addition for sampled feedback (computing π_vN costs an LP per game)."""
 
 
 def matvec(A, pi):
@@ -120,8 +127,10 @@ def accumulate(acc: Accumulators | None, log_pi, log_ref) -> Accumulators:
     return new if acc is None else Accumulators(*(a + b for a, b in zip(acc, new)))
 
 
-def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star) -> dict:
-    """Every metric of `METRICS` at the current iterate, ρ-weighted over contexts."""
+def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn=None) -> dict:
+    """Every metric of `METRICS` at the current iterate, ρ-weighted over contexts, and the dueling
+    regret when the von Neumann winner π_vN is given (Σ_s π_vNᵀAπ_s = π_vNᵀA Σ_s π_s: the running
+    sum suffices)."""
     T = acc.plays
     avg = acc.sum_pi / T
     log_avg = jnp.log(avg)
@@ -140,5 +149,8 @@ def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star) -> 
                          - jnp.min(-matvec(A, acc.sum_pi) + tau * acc.sum_log_ratio, axis=-1),
         "winrate_vs_ref": 0.5 + jnp.sum(pi * matvec(A, jnp.exp(log_ref)), axis=-1),
         "winrate_vs_eq": 0.5 + jnp.sum(pi * matvec(A, pi_star), axis=-1),
+        "support": jnp.sum(pi >= 1e-9, axis=-1).astype(pi.dtype),
     }
+    if pi_vn is not None:
+        per_context["dueling_regret"] = jnp.sum(pi_vn * matvec(A, acc.sum_pi), axis=-1)
     return {name: jnp.dot(weights, value) for name, value in per_context.items()}

@@ -155,21 +155,22 @@ BT_RIDGE = 1e-9
 BT_NEWTON_STEPS = 12
 
 
-def bradley_terry_fit(scores, A, pi):
-    r"""The Bradley-Terry reward fitted by maximum likelihood to comparisons of pairs y, y' ~ π:
+def bradley_terry_fit(scores, weights, wins):
+    r"""The Bradley-Terry reward fitted by maximum likelihood to weighted comparisons:
 
-        r = argmin_r −Σ_{y,y'} π(y)π(y') P(y ≻ y') log σ(r_y − r_y') + (BT_RIDGE/2)‖r‖²,
+        r = argmin_r −Σ_{y,y'} wins_{yy'} log σ(r_y − r_y') + (BT_RIDGE/2)‖r‖²,
 
-    by BT_NEWTON_STEPS Newton steps from `scores` (gradient Σ_y' w_yy'(σ(r_y − r_y') − P_yy') + λr;
-    the ridge makes it unique even when the data separate). Shapes (C, n).
+    weights_{yy'} = weights_{y'y} the mass of the pair, wins_{yy'} + wins_{y'y} = weights_{yy'}
+    the part won by y; BT_NEWTON_STEPS Newton steps from `scores` (gradient
+    Σ_y' (w_yy' σ(r_y − r_y') − wins_yy') + λr; the ridge keeps it unique when the data separate).
+    Population comparisons of pairs from π: weights = ππᵀ, wins = weights ⊙ P. Shapes (C, n[, n]).
     """
-    W = pi[..., :, None] * pi[..., None, :]
     eye = jnp.eye(scores.shape[-1])
 
     def newton(r, _):
         S = jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
-        grad = jnp.sum(W * (S - 0.5 - A), axis=-1) + BT_RIDGE * r
-        M = W * S * (1 - S)
+        grad = jnp.sum(weights * S - wins, axis=-1) + BT_RIDGE * r
+        M = weights * S * (1 - S)
         H = eye * (jnp.sum(M, axis=-1)[..., None] + BT_RIDGE) - M
         return r - jnp.linalg.solve(H, grad[..., None])[..., 0], None
 
@@ -182,7 +183,9 @@ def iterative_dpo_update(log_pi, scores, A, eta):
     Bradley-Terry reward fitted to those comparisons, so π_{t+1} ∝ π_t exp(η r̂_t), η = 1/β.
     The transitive baseline. Returns (log π_{t+1}, r̂_t). Valid for η > 0.
     """
-    scores = bradley_terry_fit(scores, A, jnp.exp(log_pi))
+    pi = jnp.exp(log_pi)
+    weights = pi[..., :, None] * pi[..., None, :]
+    scores = bradley_terry_fit(scores, weights, weights * (0.5 + A))
     return log_softmax(log_pi + eta * scores, axis=-1), scores
 
 

@@ -196,7 +196,7 @@ def test_bradley_terry_fit_matches_scipy():
         d = r[:, None] - r[None, :]
         return -np.sum(W * P * -np.logaddexp(0, -d)) + BT_RIDGE / 2 * r @ r
 
-    ours = np.asarray(bradley_terry_fit(jnp.zeros((1, 7)), A[None], jnp.asarray(pi)[None])[0])
+    ours = np.asarray(bradley_terry_fit(jnp.zeros((1, 7)), jnp.asarray(W)[None], jnp.asarray(W * P)[None])[0])
     theirs = minimize(nll, np.zeros(7), method="BFGS", options={"gtol": 1e-13}).x
     np.testing.assert_allclose(ours - ours.mean(), theirs - theirs.mean(), atol=1e-6)
 

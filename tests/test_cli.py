@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from gamesim.cli import main
+from gamesim.files import _umask
 from gamesim.metrics import METRICS
 
 
@@ -37,6 +38,7 @@ def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete" and info["config"]["algorithm"] == "inpo"
     assert info["final"] == final and "jax" in info["versions"] and info["timing"]["seconds"] > 0
+    assert (out / "metrics.csv").stat().st_mode & 0o777 == 0o666 & ~_umask()  # like a plain open()
     assert main(args) == 2
     assert "already holds results" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
@@ -83,9 +85,11 @@ def test_demo_runs(capsys):
 
 def test_hyperparameter_flags_match_the_registry(tmp_path, capsys):
     from gamesim.algorithms import ALGORITHMS
+    from gamesim.bandit import sampled_algorithm
     from gamesim.cli import HYPERPARAMETERS
 
-    assert set(HYPERPARAMETERS) == {k for a in ALGORITHMS.values() for k in a.params}
+    sampled = {k for fit in ("exact", "sgd") for k in sampled_algorithm("inpo", fit=fit).params}
+    assert set(HYPERPARAMETERS) == {k for a in ALGORITHMS.values() for k in a.params} | sampled
     out = tmp_path / "r"
     assert main(["run", "cycle3", "--algorithm", "ipo-md", "--eta", "1", "--tau", "0.2", "--beta", "0.3",
                  "--iterations", "10", "--out", str(out)]) == 0

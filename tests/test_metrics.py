@@ -103,6 +103,7 @@ def test_recorded_metrics_match_definitions():
         assert m["kl_to_ref"] == pytest.approx(kl(pi, game.reference), abs=1e-14)
         assert m["winrate_vs_ref"] == pytest.approx(pi @ game.P @ game.reference, abs=1e-14)
         assert m["winrate_vs_eq"] == pytest.approx(pi @ game.P @ star, abs=1e-14)
+        assert m["support"] == np.sum(pi >= 1e-9)
 
 
 # --- the papers' inequalities, step by step ----------------------------------------------------------
