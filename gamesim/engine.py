@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +179,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         carry = jax.tree_util.tree_unflatten(structure, [np.asarray(x) for x in resume_from.state])
         records = [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
 
-    per_chunk = max(1, int(CHUNK_WORK // (k * len(taus) * shape_work(games[0]))))
+    per_chunk = max(1, int(CHUNK_WORK // (k * len(taus) * _shape_work(games[0]))))
     sizes = [per_chunk] * ((T - done) // k // per_chunk) + [(T - done) // k % per_chunk]
     bar = _progress_bar(progress, T, done, len(sizes) > 2)
     chunks = []  # (state, records) of each finished chunk, appended in one step so they never disagree
@@ -214,7 +214,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
                       jax.tree_util.tree_leaves(jax.device_get(carry)), interrupted, time.perf_counter() - t0)
 
 
-def shape_work(game: PreferenceGame) -> float:
+def _shape_work(game: PreferenceGame) -> float:
     """Rough floating-point work of one update and its bookkeeping on `game`."""
     return game.num_contexts * (4 * game.n ** 2 + 40 * game.n)
 

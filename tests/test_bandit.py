@@ -174,3 +174,11 @@ def test_contextual_game_as_oracle():
     assert traj.policies.shape == (4, 2, 2, 4)
     assert np.all(traj.metrics["gap_reg"][:, -1] < 0.2 * traj.metrics["gap_reg"][:, 0])
     assert not np.allclose(traj.policies[:, -1, 0], traj.policies[:, -1, 1])
+
+
+def test_sampled_run_resumes_bit_for_bit():
+    kw = dict(eta=0.5, tau=0.1, record_every=10, feedback="sampled", pairs=32, seed=4)
+    whole = simulate(GAME, "inpo", iterations=40, **kw)
+    rest = simulate(GAME, "inpo", iterations=40, resume_from=simulate(GAME, "inpo", iterations=20, **kw), **kw)
+    np.testing.assert_array_equal(whole.policies, rest.policies)
+    np.testing.assert_array_equal(whole.metrics["queries"], rest.metrics["queries"])

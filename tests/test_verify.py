@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import jax.numpy as jnp
 import pytest
 
 from gamesim import updates as u
