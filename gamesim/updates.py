@@ -158,20 +158,24 @@ BT_NEWTON_STEPS = 12
 def bradley_terry_fit(scores, weights, wins):
     r"""The Bradley-Terry reward fitted by maximum likelihood to weighted comparisons:
 
-        r = argmin_r −Σ_{y,y'} wins_{yy'} log σ(r_y − r_y') + (BT_RIDGE/2)‖r‖²,
+        r = argmin_r −Σ_{y,y'} wins_{yy'} log σ(r_y − r_y') + Σ_y (λ_y/2) r_y²,
 
     weights_{yy'} = weights_{y'y} the mass of the pair, wins_{yy'} + wins_{y'y} = weights_{yy'}
     the part won by y; BT_NEWTON_STEPS Newton steps from `scores` (gradient
-    Σ_y' (w_yy' σ(r_y − r_y') − wins_yy') + λr; the ridge keeps it unique when the data separate).
-    Population comparisons of pairs from π: weights = ππᵀ, wins = weights ⊙ P. Shapes (C, n[, n]).
+    Σ_y' (w_yy' σ(r_y − r_y') − wins_yy') + λ_y r_y). The ridge λ_y = BT_RIDGE · Σ_y' w_yy' is
+    relative to each response's comparison mass, so it keeps the fit unique when the data
+    separate without swamping the data of a response the policy has nearly dropped (an absolute
+    ridge would: at π(y) ≈ 1e-9 it outweighs y's comparisons). Population comparisons of pairs
+    from π: weights = ππᵀ, wins = weights ⊙ P. Shapes (C, n[, n]).
     """
     eye = jnp.eye(scores.shape[-1])
+    ridge = BT_RIDGE * jnp.sum(weights, axis=-1) + jnp.finfo(scores.dtype).tiny
 
     def newton(r, _):
         S = jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
-        grad = jnp.sum(weights * S - wins, axis=-1) + BT_RIDGE * r
+        grad = jnp.sum(weights * S - wins, axis=-1) + ridge * r
         M = weights * S * (1 - S)
-        H = eye * (jnp.sum(M, axis=-1)[..., None] + BT_RIDGE) - M
+        H = eye * (jnp.sum(M, axis=-1) + ridge)[..., None] - M
         return r - jnp.linalg.solve(H, grad[..., None])[..., 0], None
 
     return jax.lax.scan(newton, scores, None, length=BT_NEWTON_STEPS)[0]
