@@ -16,9 +16,9 @@ import difflib
 import io
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class PreferenceGame:
         """Inverse of `stack_policy` for arrays whose context axis is the one before last."""
         return stack if self.contextual else stack[..., 0, :]
 
-    def with_reference(self, reference) -> "PreferenceGame":
+    def with_reference(self, reference) -> PreferenceGame:
         """The same game with another reference policy π_ref."""
         return PreferenceGame(self.P, reference, self.names, self._weights, self.label)
 
@@ -210,6 +210,7 @@ def _check_weights(weights, C: int) -> np.ndarray:
 # --- built-in games ------------------------------------------------------------------------------
 RPS_PAYOFF = np.array([[0.0, -1.0, 1.0], [1.0, 0.0, -1.0], [-1.0, 1.0, 0.0]])
 BIASED_RPS_PAYOFF = np.array([[0.0, -25.0, 50.0], [25.0, 0.0, -5.0], [-50.0, 5.0, 0.0]])
+PERTURBED_RPS_PAYOFF = np.array([[0.0, -3.0, 3.0], [3.0, 0.0, -1.0], [-3.0, 1.0, 0.0]])
 
 
 def from_payoff(payoff, reference=None, names=None, label: str = "payoff") -> PreferenceGame:
@@ -232,6 +233,14 @@ def rps() -> PreferenceGame:
 def biased_rps() -> PreferenceGame:
     """Biased RPS, payoff [[0,−25,50],[25,0,−5],[−50,5,0]] mapped to [0,1]; equilibrium (1,10,5)/16."""
     return from_payoff(BIASED_RPS_PAYOFF, names=("rock", "paper", "scissors"), label="biased_rps")
+
+
+def perturbed_rps() -> PreferenceGame:
+    """MMD's perturbed RPS (Sokota et al. 2023), payoff [[0,−3,3],[3,0,−1],[−3,1,0]] mapped to [0,1].
+
+    Its von Neumann winner is (1, 3, 3)/7: (Mπ)_rock = (−3·3 + 3·3)/7 = 0, (Mπ)_paper = (3 − 3)/7 = 0.
+    """
+    return from_payoff(PERTURBED_RPS_PAYOFF, names=("rock", "paper", "scissors"), label="perturbed_rps")
 
 
 def cycle3() -> PreferenceGame:
@@ -354,6 +363,8 @@ BUILTINS: dict[str, Builtin] = {
     "cycle3": Builtin(lambda: cycle3(), {},
                       "COMAL's 3-cycle (Liu et al. 2024); equilibrium (4/11, 3/11, 4/11)"),
     "biased_rps": Builtin(lambda: biased_rps(), {}, "biased RPS; equilibrium (1/16, 10/16, 5/16)"),
+    "perturbed_rps": Builtin(lambda: perturbed_rps(), {},
+                             "MMD's perturbed RPS (Sokota et al. 2023); equilibrium (1/7, 3/7, 3/7)"),
     "random": Builtin(_seeded(random_matrix, "random"), {"n": 10, "seed": 0, "contexts": 1},
                       "EGPO-style: lower triangle i.i.d. U[0,1], upper = 1 − lower"),
     "skew": Builtin(_seeded(skew_matrix, "skew"),
