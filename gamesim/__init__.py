@@ -22,7 +22,8 @@ _EXPORTS = {
     "simulate": "engine", "simulate_batch": "engine", "Trajectory": "engine",
     "GamesimError": "errors",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["Equilibrium", "GamesimError", "PreferenceGame", "Trajectory", "duality_gap", "load_game", "simulate",
+           "simulate_batch", "solve"]
 
 
 def __getattr__(name):

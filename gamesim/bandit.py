@@ -52,7 +52,7 @@ def _queries(recipe: str, N: int, K: int) -> int:
             "win-rates": N * feedback.win_rates_queries(K)}[recipe]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def sampled_algorithm(name: str, pairs: int = 64, recipe: str | None = None, samples: int | None = None,
                       fit: str = "exact", steps: int = 10, batch: int | None = None, oracle: str = "hard"):
     """The engine Algorithm running `name` from sampled feedback (cached: one object per setting).

@@ -12,8 +12,8 @@ so a test can feed a deliberately wrong update and see the check FAIL.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -67,7 +67,7 @@ def _inpo_lemma5(game, quick, algorithms):
     with jax.enable_x64(True):
         A, log_ref = jnp.asarray(game.payoff[0]), jnp.log(jnp.asarray(game.reference))
         log_pi_t = jax.nn.log_softmax(jnp.asarray(np.random.default_rng(game.n).standard_normal(game.n)))
-        loss = lambda x: inpo_population_loss(x, log_pi_t, log_ref, A, eta, tau)  # noqa: E731
+        loss = lambda x: inpo_population_loss(x, log_pi_t, log_ref, A, eta, tau)
         x = log_pi_t - jnp.linalg.pinv(jax.hessian(loss)(log_pi_t), rtol=1e-12) @ jax.grad(loss)(log_pi_t)
         step = _alg(algorithms, "inpo").step(log_pi_t[None], A[None], log_ref[None], eta, tau, 0.0, {})[0]
         error = float(jnp.max(jnp.abs(jnp.exp(jax.nn.log_softmax(x)) - jnp.exp(step))))

@@ -148,7 +148,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     t0 = time.perf_counter()
     ftype = np.float64 if dtype == "float64" else np.float32
     shared = len(games) == 1
-    stack = lambda xs: np.stack(xs).astype(ftype)  # noqa: E731
+    stack = lambda xs: np.stack(xs).astype(ftype)
     game_arrays = [(g.payoff.astype(ftype), np.log(g.stacked_reference).astype(ftype)) for g in games]
     A, log_ref = game_arrays[0] if shared else map(stack, zip(*game_arrays))
     weights = stack([g.weights for g in games_b])
@@ -317,7 +317,7 @@ def _per_run(alg: Algorithm):
     return start, chunk
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _start(alg: Algorithm, shared: bool):
     import jax
 
@@ -326,7 +326,7 @@ def _start(alg: Algorithm, shared: bool):
     return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0, 0)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _chunk(alg: Algorithm, shared: bool, k: int, r: int):
     import jax
 
