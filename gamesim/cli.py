@@ -1,4 +1,4 @@
-"""The `gamesim` command line: games, solve, run, demo.
+"""The `gamesim` command line: games, solve, run, algorithms, verify, study, reproduce, demo.
 
 User errors print one line on stderr and exit with code 2. Heavy libraries are imported inside
 the commands, so `gamesim --help` and `gamesim games` start fast.
@@ -93,10 +93,83 @@ def _build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("algorithms", help="list the algorithms, their sources and hyperparameters")
     a.set_defaults(command=cmd_algorithms)
 
+    st = sub.add_parser("study", help="run a study spec (experiments/*.toml) or plot its figure")
+    st_sub = st.add_subparsers(required=True, metavar="ACTION", parser_class=_Parser)
+    for action, doc in (("run", "run the spec's sweep (finished cells are reused) and save its results"),
+                        ("plot", "draw figures/NAME.pdf and .png from the saved results")):
+        sp = st_sub.add_parser(action, help=doc)
+        sp.add_argument("spec", help="a study spec, e.g. experiments/cycling.toml")
+        _study_flags(sp)
+        if action == "run":
+            sp.add_argument("--force", action="store_true", help="recompute every cell")
+        sp.set_defaults(command=cmd_study_run if action == "run" else cmd_study_plot)
+
+    rp = sub.add_parser("reproduce", help="run and plot every study in experiments/")
+    rp.add_argument("--experiments", default="experiments", help="directory of study specs (default: experiments)")
+    _study_flags(rp)
+    rp.set_defaults(command=cmd_reproduce)
+
     d = sub.add_parser("demo", help="INPO, Nash-MD and SPPO on the 3-cycle game, side by side")
     d.add_argument("--iterations", type=int, default=3000)
     d.set_defaults(command=cmd_demo)
     return p
+
+
+def _study_flags(p) -> None:
+    p.add_argument("--quick", action="store_true", help="the specs' [quick] settings (CI): small grids, short runs")
+    p.add_argument("--results", help="results directory (default: results/ beside the spec, results/quick with --quick)")
+    p.add_argument("--figures", help="figure directory (default: figures/ in the checkout; RESULTS/figures with --quick)")
+
+
+def _study_dirs(args, spec_dir: Path) -> tuple[Path, Path]:
+    results = Path(args.results) if args.results else spec_dir / "results" / ("quick" if args.quick else "")
+    figures = Path(args.figures) if args.figures else results / "figures" if args.quick else spec_dir.parent / "figures"
+    return results, figures
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _interruptible(run):
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return run()
+    except KeyboardInterrupt:
+        print("gamesim: interrupted; finished runs are saved and a rerun continues from them", file=sys.stderr)
+        return 130
+
+
+def cmd_study_run(args) -> int:
+    from .study import load_spec, run_study
+
+    study = load_spec(args.spec, args.quick)
+    results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
+    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log) and 0)
+
+
+def cmd_study_plot(args) -> int:
+    from .study import load_results, load_spec, plot_study
+
+    study = load_spec(args.spec, args.quick)
+    results, figures = _study_dirs(args, Path(args.spec).resolve().parent)
+    for path in plot_study(study, load_results(study, results), figures):
+        print(path)
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    import time
+
+    from .study import reproduce
+
+    experiments = Path(args.experiments).resolve()
+    results, figures = _study_dirs(args, experiments)
+    t0 = time.perf_counter()
+    code = _interruptible(lambda: reproduce(experiments, results, figures, args.quick, log=_log) and 0)
+    if code == 0:
+        print(f"every figure written to {figures} in {time.perf_counter() - t0:.0f} s")
+    return code
 
 
 def cmd_games(args) -> int:

@@ -1,0 +1,496 @@
+"""Studies: a TOML spec → a sweep of runs → results with named axes and provenance → a figure.
+
+A spec (one per study in `experiments/`, read with `tomllib`) holds a title and caption, one or
+more `[[group]]` tables of runs and the `[[panel]]` tables of the figure drawn from them (see
+`plots`). A group is a grid: every list-valued key among
+
+    games, algorithms, eta, tau, iterations, seeds, and the algorithms' hyperparameters
+
+is an axis of the results (seeds = S means seeds 0..S−1), in the order (game, algorithm, the other
+list keys in spec order, seed, record). Scalar keys hold for every run; `[group.per_algorithm.NAME]`
+overrides scalar keys for one algorithm (INPO at τ > 0 beside Hedge at τ = 0). `eta = "theorem3"`
+is INPO Theorem 3's step √D/√T for each run's T. `records = R` records R + 1 points (needed when
+`iterations` is an axis); `record_every = k` records every k. `policies = true` keeps the
+recorded policies. `skip_invalid = true` leaves runs outside an algorithm's valid range
+(e.g. ητ > 1) as NaN and lists them in the provenance instead of stopping. A `[quick]` table
+overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`.
+
+A cell, the unit of work and of caching, is one `simulate_batch` over all games of one shape ×
+seeds for one point of the other axes. Each cell is saved atomically under
+`RESULTS/NAME/cells/` with a hash of everything that determines it (its settings and a
+fingerprint of gamesim's source, so a code change recomputes), so an interrupted sweep
+resumes where it stopped and a spec edit recomputes only the cells it changes. The stacked
+results go to `RESULTS/NAME.npz` (arrays `GROUP/METRIC`) and `RESULTS/NAME.json` (dims, coords,
+the resolved spec and its hash, versions, git commit, timings).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import hashlib
+import itertools
+import json
+import math
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GamesimError
+from .files import atomic_open
+
+AXIS_KEYS = ("games", "algorithms", "eta", "tau", "iterations", "seeds")
+RUN_KEYS = AXIS_KEYS + ("record_every", "records", "init", "schedule", "feedback", "dtype", "metrics",
+                        "policies", "skip_invalid", "per_algorithm")
+SAMPLED_PARAMS = ("lr", "flip", "position_bias")
+SPEC_KEYS = ("title", "caption", "layout", "panel_size", "defaults", "group", "panel", "quick")
+AXIS_NAMES = {"games": "game", "algorithms": "algorithm", "seeds": "seed"}
+
+
+def _hyperparameter_keys() -> tuple:
+    from .algorithms import ALGORITHMS
+    from .engine import SAMPLING_OPTIONS
+
+    names = {k for a in ALGORITHMS.values() for k in a.params}
+    return tuple(sorted(names)) + SAMPLING_OPTIONS + SAMPLED_PARAMS
+
+
+def check_keys(keys, valid, where: str) -> None:
+    """Raise GamesimError naming the first key not in `valid`, with the closest valid one."""
+    for key in keys:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(map(str, valid))}"
+            raise GamesimError(f"unknown {where} {key!r}; {hint}")
+
+
+# --- the spec ----------------------------------------------------------------------------------------
+@dataclass
+class Group:
+    name: str
+    axes: dict          # dim name → list of values, in result order (game, algorithm, …, seed)
+    fixed: dict         # scalar run keys
+    per_algorithm: dict  # algorithm → {key: value}
+    metrics: list | None
+    policies: bool
+    skip_invalid: bool
+
+    @property
+    def dims(self) -> tuple:
+        return (*self.axes, "record")
+
+
+@dataclass
+class Study:
+    name: str
+    path: Path
+    spec: dict           # the resolved spec ([quick] applied), as saved with the results
+    groups: dict         # name → Group
+    panels: list
+    quick: bool
+
+    @property
+    def hash(self) -> str:
+        """Hash of what determines the results (the resolved groups and gamesim's code): a caption
+        or panel edit redraws the figure without rerunning anything."""
+        text = json.dumps({"groups": self.spec["group"], "code": code_fingerprint()}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of gamesim's source: a cached cell or study is reused only by the code that made it."""
+    digest = hashlib.sha1()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def load_spec(path, quick: bool = False) -> Study:
+    """Read and validate a study spec; GamesimError names any unknown key or bad value."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise GamesimError(f"cannot read study spec {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GamesimError(f"{path}: not valid TOML ({exc})") from None
+    where = path.name
+    check_keys(raw, SPEC_KEYS, f"key in {where}")
+    if not raw.get("group"):
+        raise GamesimError(f"{where} has no [[group]] of runs; add at least one")
+    if not raw.get("panel"):
+        raise GamesimError(f"{where} has no [[panel]] to draw; add at least one")
+    hyper = _hyperparameter_keys()
+    defaults = raw.get("defaults", {})
+    check_keys(defaults, RUN_KEYS + hyper, f"key in {where} [defaults]")
+    quick_table = raw.get("quick", {}) if quick else {}
+    check_keys(raw.get("quick", {}), RUN_KEYS + hyper + ("group",), f"key in {where} [quick]")
+    names = [g.get("name", f"group{i}") for i, g in enumerate(raw["group"])]
+    if len(set(names)) != len(names):
+        raise GamesimError(f"{where}: group names repeat ({names}); give each [[group]] its own name")
+    check_keys(raw.get("quick", {}).get("group", {}), names, f"group in {where} [quick.group]")
+    groups = {}
+    resolved_groups = []
+    for name, table in zip(names, raw["group"]):
+        check_keys(table, RUN_KEYS + hyper + ("name",), f"key in {where} [[group]] {name!r}")
+        merged = {**defaults, **{k: v for k, v in table.items() if k != "name"}}
+        merged |= {k: v for k, v in quick_table.items() if k != "group"}
+        merged |= quick_table.get("group", {}).get(name, {})
+        check_keys(merged, RUN_KEYS + hyper, f"key in {where} [quick.group.{name}]")
+        groups[name] = _group(name, merged, f"{where} group {name!r}")
+        resolved_groups.append({"name": name, **merged})
+    panels = raw["panel"]
+    from .plots import check_panel
+
+    for i, panel in enumerate(panels):
+        check_panel(panel, groups, f"{where} panel {i + 1}")
+    spec = {k: v for k, v in raw.items() if k not in ("quick", "defaults", "group")} | {"group": resolved_groups}
+    return Study(path.stem, path, spec, groups, panels, quick)
+
+
+def _group(name: str, table: dict, where: str) -> Group:
+    from .algorithms import ALGORITHMS
+    from .games import load_game
+    from .metrics import METRICS, SAMPLED_METRICS
+
+    for key in ("games", "algorithms", "iterations"):
+        if key not in table:
+            raise GamesimError(f"{where} lacks {key!r}")
+    table = copy.deepcopy(table)
+    per_algorithm = table.pop("per_algorithm", {})
+    metrics = table.pop("metrics", None)
+    policies = bool(table.pop("policies", False))
+    skip_invalid = bool(table.pop("skip_invalid", False))
+    if not isinstance(table.get("seeds", 1), (int, list)):
+        raise GamesimError(f"{where}: seeds is a count S (seeds 0..S−1) or a list of seeds")
+    if isinstance(table.get("seeds", 1), int):
+        table["seeds"] = list(range(table.get("seeds", 1)))
+    for key in ("games", "algorithms"):
+        if isinstance(table[key], str):
+            table[key] = [table[key]]
+    if isinstance(table.get("init"), list) and table["init"] and isinstance(table["init"][0], (int, float)):
+        table["init"] = tuple(table["init"])  # a policy, not an axis
+    for alg in table["algorithms"]:
+        check_keys([alg], list(ALGORITHMS), f"algorithm in {where}")
+    check_keys(per_algorithm, table["algorithms"], f"per_algorithm entry in {where} (not in its algorithms)")
+    for alg, over in per_algorithm.items():
+        check_keys(over, RUN_KEYS + _hyperparameter_keys(), f"key in {where} per_algorithm.{alg}")
+        for key, value in over.items():
+            if isinstance(value, list) or key in AXIS_KEYS[:2] + ("iterations", "seeds"):
+                raise GamesimError(f"{where} per_algorithm.{alg}.{key}: overrides are scalars of "
+                                   "eta, tau, init, schedule or hyperparameters")
+    for spec in table["games"]:
+        load_game(spec)  # a bad spec fails here, with its own message
+    valid_metrics = list(METRICS) + list(SAMPLED_METRICS)
+    if metrics is not None:
+        check_keys(metrics, valid_metrics, f"metric in {where}")
+    if "record_every" in table and "records" in table:
+        raise GamesimError(f"{where}: give records or record_every, not both")
+    if isinstance(table["iterations"], list) and "records" not in table:
+        raise GamesimError(f"{where}: iterations is an axis, so the runs differ in length; give "
+                           "records = R (each run records R + 1 points) instead of record_every")
+    if isinstance(table.get("eta"), str) and table["eta"] != "theorem3":
+        raise GamesimError(f"{where}: eta is a number, a list of numbers, or 'theorem3' (INPO Theorem 3's "
+                           f"step for each run's T), not {table['eta']!r}")
+    axes = {"game": table.pop("games"), "algorithm": table.pop("algorithms")}
+    for key, value in list(table.items()):
+        if key != "seeds" and isinstance(value, list):
+            axes[key] = table.pop(key)
+    axes["seed"] = table.pop("seeds")
+    for alg, over in per_algorithm.items():
+        if clash := [k for k in over if k in axes]:
+            raise GamesimError(f"{where} per_algorithm.{alg} sets {clash}, which are axes of the group")
+    for dim, values in axes.items():
+        if not values:
+            raise GamesimError(f"{where}: the {dim} axis is empty")
+    return Group(name, axes, table, per_algorithm, metrics, policies, skip_invalid)
+
+
+# --- cells ----------------------------------------------------------------------------------------
+@dataclass
+class Cell:
+    group: str
+    index: tuple           # indices along the axes other than game and seed
+    game_index: list       # which games (same shape) it batches
+    config: dict           # everything that determines the result
+
+    @property
+    def key(self) -> str:
+        text = json.dumps({**self.config, "code": code_fingerprint()}, sort_keys=True, default=str)
+        slug = "-".join(str(v) for v in (self.config["algorithm"], *self.index))
+        return f"{slug}_{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+
+
+def cells(group: Group) -> list[Cell]:
+    """The group's cells: one per point of the non-game, non-seed axes and per shape of game."""
+    from .games import load_game
+
+    games = [load_game(g) for g in group.axes["game"]]
+    shapes: dict = {}
+    for i, g in enumerate(games):
+        shapes.setdefault((g.num_contexts, g.n), []).append(i)
+    inner = [d for d in group.axes if d not in ("game", "seed")]
+    out = []
+    for index in itertools.product(*(range(len(group.axes[d])) for d in inner)):
+        point = {d: group.axes[d][i] for d, i in zip(inner, index)}
+        alg = point["algorithm"]
+        run = {**group.fixed, **group.per_algorithm.get(alg, {}), **{k: v for k, v in point.items() if k != "algorithm"}}
+        for members in shapes.values():
+            config = {"algorithm": alg, "games": [group.axes["game"][i] for i in members],
+                      "seeds": group.axes["seed"], **run}
+            out.append(Cell(group.name, index, members, config))
+    return out
+
+
+def _simulate_cell(cell: Cell, group: Group):
+    """simulate_batch over (games × seeds) of the cell; returns the Trajectory (batch G·S)."""
+    from . import engine, theory
+    from .algorithms import get_algorithm
+    from .games import load_game
+
+    c = dict(cell.config)
+    alg = get_algorithm(c.pop("algorithm"))
+    games = [load_game(g) for g in c.pop("games")]
+    seeds = c.pop("seeds")
+    T = int(c.pop("iterations"))
+    records = c.pop("records", None)
+    k = c.pop("record_every", None) or (T // records if records else 1)
+    if records and T % records:
+        raise GamesimError(f"group {cell.group!r}: records = {records} must divide iterations = {T}")
+    tau = c.pop("tau", 0.0)
+    eta = c.pop("eta", None)
+    if not alg.learning_rate or c.get("schedule") == "theorem":
+        eta = None
+    pairs = [(g, s) for g in games for s in seeds]
+    if eta == "theorem3":
+        etas = [float(theory.inpo_theorem3_eta(T, tau, np.log(1 / g.reference.min()), 0.0)) for g, _ in pairs]
+    else:
+        etas = [eta] * len(pairs)
+    init = c.pop("init", None)
+    init = list(init) if isinstance(init, tuple) else init
+    return engine.simulate_batch([g for g, _ in pairs], alg, eta=etas, tau=tau, iterations=T,
+                                 seeds=[s for _, s in pairs], inits=[init] * len(pairs), record_every=k,
+                                 progress=False, **c)
+
+
+@dataclass
+class GroupResults:
+    """Arrays of one group with named axes: dims (game, algorithm, …, seed, record)."""
+
+    dims: tuple
+    coords: dict
+    arrays: dict          # metric → ndarray over dims; "iteration" too; "policy": dims + (C, n)
+    skipped: list = field(default_factory=list)
+
+    def select(self, name: str, **where) -> tuple[np.ndarray, tuple]:
+        """The array `name` with the given dims fixed (by value, or 'first'/'last'), and its dims."""
+        data, dims = self.arrays[name], list(self.dims)
+        for dim, value in where.items():
+            if dim not in dims:
+                continue
+            values = self.coords[dim]
+            i = {"first": 0, "last": len(values) - 1}.get(value) if isinstance(value, str) and value in (
+                "first", "last") else _index(values, value, dim)
+            data = np.take(data, i, axis=dims.index(dim))
+            dims.remove(dim)
+        return data, tuple(dims)
+
+
+def _index(values, value, dim) -> int:
+    for i, v in enumerate(values):
+        if v == value or (isinstance(v, float) and isinstance(value, (int, float)) and math.isclose(v, value)):
+            return i
+    raise GamesimError(f"{value!r} is not on the {dim} axis {values}")
+
+
+def run_study(study: Study, results_dir, force: bool = False, log=print) -> dict:
+    """Run every cell not already saved, stack the results, write NAME.npz and NAME.json.
+
+    Returns {group name: GroupResults}. When NAME.json holds this spec's hash the saved results
+    are returned without running anything (force=True recomputes every cell).
+    """
+    results_dir = Path(results_dir)
+    if not force and (saved := load_results(study, results_dir, missing_ok=True)) is not None:
+        log(f"{study.name}: results up to date ({results_dir / study.name}.npz)")
+        return saved
+    cell_dir = results_dir / study.name / "cells"
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    started, timings, out = time.time(), {}, {}
+    for gname, group in study.groups.items():
+        todo, done, skipped = cells(group), [], []
+        for n, cell in enumerate(todo):
+            path = cell_dir / f"{gname}_{cell.key}.npz"
+            if path.exists() and not force:
+                data = _read_cell(path)
+            else:
+                log(f"{study.name} [{gname}] cell {n + 1}/{len(todo)}: {cell.config['algorithm']} "
+                    f"{_describe(cell, group)}")
+                t0 = time.perf_counter()
+                data = _compute_cell(cell, group)
+                data["seconds"] = np.array(time.perf_counter() - t0)
+                with atomic_open(path, "wb") as f:
+                    np.savez(f, config=np.array(json.dumps(cell.config, default=str)), **data)
+            timings[f"{gname}/{cell.key}"] = float(data["seconds"])
+            if "skipped" in data:
+                skipped.append({"cell": f"{cell.config['algorithm']} {_describe(cell, group)}",
+                                "reason": str(data["skipped"])})
+            done.append((cell, data))
+        out[gname] = _stack(group, done, skipped)
+    _write_results(study, results_dir, out, timings, time.time() - started)
+    return out
+
+
+def _describe(cell: Cell, group: Group) -> str:
+    inner = [d for d in group.axes if d not in ("game", "seed", "algorithm")]
+    parts = [f"{d}={group.axes[d][i]}" for d, i in zip(inner, cell.index[1:])]
+    games = cell.config["games"]
+    return " ".join(parts + [f"games={games[0]}" + (f"+{len(games) - 1}" if len(games) > 1 else "")])
+
+
+def _compute_cell(cell: Cell, group: Group) -> dict:
+    try:
+        traj = _simulate_cell(cell, group)
+    except GamesimError as exc:
+        if not group.skip_invalid:
+            raise GamesimError(f"group {group.name!r}, {cell.config['algorithm']} {_describe(cell, group)}: {exc}") from None
+        return {"skipped": np.array(str(exc))}
+    if traj.interrupted:
+        raise KeyboardInterrupt
+    names = group.metrics or list(traj.metrics)
+    missing = [m for m in names if m not in traj.metrics]
+    if missing:
+        raise GamesimError(f"group {group.name!r}: metrics {missing} are not recorded in this mode")
+    data = {f"metric_{m}": traj.metrics[m] for m in names}
+    data["iteration"] = np.broadcast_to(traj.iterations, traj.metrics[names[0]].shape).copy()
+    if group.policies:  # (B, R, C, n)
+        policies = np.asarray(traj.policies)
+        data["policy"] = policies[:, :, None] if policies.ndim == 3 else policies
+    return data
+
+
+def _read_cell(path: Path) -> dict:
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files if k != "config"}
+    except (OSError, ValueError) as exc:
+        raise GamesimError(f"cannot read the saved cell {path}: {exc}; delete it to recompute it") from None
+
+
+def _stack(group: Group, done: list, skipped: list) -> GroupResults:
+    """The cells' (G·S, R, …) arrays placed into group arrays over (game, …, seed, R, …); NaN where skipped."""
+    computed = [(c, d) for c, d in done if "skipped" not in d]
+    if not computed:
+        raise GamesimError(f"group {group.name!r}: every run was skipped as invalid ({skipped[0]['reason']})")
+    G, S = len(group.axes["game"]), len(group.axes["seed"])
+    inner_shape = tuple(len(v) for d, v in group.axes.items() if d not in ("game", "seed"))
+    arrays = {}
+    for name in computed[0][1]:
+        if name != "seconds":  # policies of games of different sizes: NaN-padded to the largest
+            trailing = np.max([d[name].shape[1:] for _, d in computed], axis=0)
+            arrays[name] = np.full((G, *inner_shape, S, *trailing), np.nan)
+    for cell, data in computed:
+        for name, array in arrays.items():
+            value = data[name].reshape(len(cell.game_index), S, *data[name].shape[1:])
+            for j, g in enumerate(cell.game_index):
+                array[(g, *cell.index, slice(None), *(slice(0, m) for m in value.shape[2:]))] = value[j]
+    arrays = {name.removeprefix("metric_"): a for name, a in arrays.items()}
+    records = list(range(arrays["iteration"].shape[group.dims.index("record")]))
+    return GroupResults(group.dims, {**group.axes, "record": records}, arrays, skipped)
+
+
+def git_commit(where: Path) -> dict | None:
+    """The git commit of the checkout holding `where`, and whether it has local changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=where, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=True, cwd=where,
+                                capture_output=True, text=True, timeout=10).stdout
+        return {"commit": head, "dirty": bool(status.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _write_results(study: Study, results_dir: Path, out: dict, timings: dict, seconds: float) -> None:
+    from . import __version__
+    from .results import versions
+
+    arrays = {f"{g}/{name}": a for g, r in out.items() for name, a in r.arrays.items()}
+    with atomic_open(results_dir / f"{study.name}.npz", "wb") as f:
+        np.savez(f, **arrays)
+    info = {"study": study.name, "spec_file": study.path.name, "spec_hash": study.hash,
+            "code_fingerprint": code_fingerprint(), "quick": study.quick,
+            "spec": study.spec, "groups": {g: {"dims": r.dims, "coords": r.coords, "skipped": r.skipped,
+                                                "arrays": sorted(r.arrays)} for g, r in out.items()},
+            "versions": versions(__version__), "git": git_commit(study.path.parent),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": seconds, "cell_seconds": timings}
+    with atomic_open(results_dir / f"{study.name}.json") as f:
+        json.dump(info, f, indent=1, default=str)
+        f.write("\n")
+
+
+def load_results(study: Study, results_dir, missing_ok: bool = False) -> dict | None:
+    """The saved results of this exact spec (matching hash), or None / an error if there are none."""
+    results_dir = Path(results_dir)
+    meta, npz = results_dir / f"{study.name}.json", results_dir / f"{study.name}.npz"
+    try:
+        info = json.loads(meta.read_text())
+        ok = info.get("spec_hash") == study.hash and npz.exists()
+    except (OSError, ValueError):
+        ok = False
+    if not ok:
+        if missing_ok:
+            return None
+        raise GamesimError(f"no results of this spec in {results_dir}; run `gamesim study run {study.path}`"
+                           + (" --quick" if study.quick else "") + " first")
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    out = {}
+    for g, meta_g in info["groups"].items():
+        coords = {d: [tuple(v) if isinstance(v, list) else v for v in vals] for d, vals in meta_g["coords"].items()}
+        out[g] = GroupResults(tuple(meta_g["dims"]), coords,
+                              {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith(f"{g}/")},
+                              meta_g["skipped"])
+    return out
+
+
+# --- the commands ------------------------------------------------------------------------------------
+def plot_study(study: Study, results: dict, figures_dir) -> list[Path]:
+    from .plots import draw
+
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    return draw(study, results, figures_dir / study.name)
+
+
+def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, log=print) -> list[Path]:
+    """Run and plot every study in `experiments_dir`; check that every figure has ink on it."""
+    specs = sorted(Path(experiments_dir).glob("*.toml"))
+    if not specs:
+        raise GamesimError(f"no study specs (*.toml) in {experiments_dir}; run from a gamesim checkout "
+                           "or pass --experiments DIR")
+    written = []
+    for path in specs:
+        study = load_spec(path, quick)
+        t0 = time.perf_counter()
+        results = run_study(study, results_dir, log=log)
+        files = plot_study(study, results, figures_dir)
+        for f in files:
+            if f.suffix == ".png" and not has_ink(f):
+                raise GamesimError(f"{f} came out blank")
+        log(f"{study.name}: {', '.join(str(f) for f in files)} ({time.perf_counter() - t0:.1f} s)")
+        written += files
+    return written
+
+
+def has_ink(png: Path, min_fraction: float = 0.01) -> bool:
+    """Whether at least `min_fraction` of the image's pixels are not background white."""
+    import matplotlib.image
+
+    image = matplotlib.image.imread(png)[..., :3]
+    return float(np.mean(np.any(image < 0.9, axis=-1))) >= min_fraction
