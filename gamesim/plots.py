@@ -13,7 +13,7 @@ A study's `[[panel]]` tables each draw one axes, laid out `layout = [rows, cols]
   simplex; `equilibria = [τ, …]` marks solve(game, τ).
 - kind = "heatmap": the final metric over two axes `x` and `y` (mean over the rest); NaN cells
   (runs outside the algorithm's valid range) hatched; `outline = "inpo-theorem4"` outlines the cells
-  where INPO Theorem 4's bound is not vacuous.
+  that meet INPO Theorem 4's condition ητ ≤ 1 and those where its bound is not vacuous.
 
 Common keys: group (or groups, a list), metric, select = {axis = value | "first" | "last"}, hue,
 hue_symbol (the legend's name for the hue axis),
@@ -437,10 +437,12 @@ def _heatmap(ax, panel, study, results):
                     color="w" if image.norm(v) < 0.6 else "k")
     ax.plot([], [], "s", color="0.85", label="outside the valid range (not run)")
     if panel.get("outline") == "inpo-theorem4":
-        region = _theorem4_region(group, res, panel, xd, yd)
-        _outline(ax, region)
-        ax.plot([], [], color="#D55E00", lw=2, label="Theorem 4's bound non-vacuous" +
-                ("" if region.any() else ": no cell of this grid"))
+        condition, useful = _theorem4_regions(group, res, panel, xd, yd)
+        _outline(ax, condition, "k", 1.2)
+        _outline(ax, useful, "#D55E00", 2.2)
+        ax.plot([], [], color="k", lw=1.2, label="Theorem 4's condition ητ ≤ 1")
+        ax.plot([], [], color="#D55E00", lw=2.2, label="… and its bound non-vacuous" +
+                ("" if useful.any() else ": no cell of this grid"))
     ax.set_xticks(range(len(xs)), [_fmt(v) for v in xs])
     ax.set_yticks(range(len(ys)), [_fmt(v) for v in ys])
     ax.grid(False)
@@ -449,21 +451,25 @@ def _heatmap(ax, panel, study, results):
         ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2)
 
 
-def _theorem4_region(group, res, panel, xd, yd) -> np.ndarray:
-    """Cells where INPO Theorem 4's constant-step recursion promises KL_T < KL_0: 8C²η/τ < KL_0."""
+def _theorem4_regions(group, res, panel, xd, yd) -> tuple[np.ndarray, np.ndarray]:
+    """INPO Theorem 4's condition ητ ≤ 1, and the cells where its constant-step recursion
+    promises KL_T < KL_0 at all: 8C²η/τ < KL_0 (its fixed point below the start)."""
     kl, dims = res.select("kl_to_eq", **panel.get("select", {}))
     kl0 = np.moveaxis(kl[..., 0], [dims.index(yd), dims.index(xd)], [0, 1])
     kl0 = np.nanmin(kl0.reshape(kl0.shape[0], kl0.shape[1], -1), -1)
-    _, B = _D_and_B(group, res, panel.get("select", {}))
-    region = np.zeros(kl0.shape, bool)
+    condition, useful = np.zeros(kl0.shape, bool), np.zeros(kl0.shape, bool)
     for (r, c), k0 in np.ndenumerate(kl0):
-        p = _run_params(group, None, None, panel, {xd: group.axes[xd][c], yd: group.axes[yd][r]})
-        C = max(B * p["tau"], 1.0)
-        region[r, c] = np.isfinite(k0) and p["eta"] * p["tau"] <= 1 and 8 * C ** 2 * p["eta"] / p["tau"] < k0
-    return region
+        cell = {xd: group.axes[xd][c], yd: group.axes[yd][r]}
+        p = _run_params(group, None, None, panel, cell)
+        condition[r, c] = p["eta"] * p["tau"] <= 1
+        if not condition[r, c]:
+            continue
+        _, B = _D_and_B(group, res, panel.get("select", {}) | cell)  # B of this cell's runs
+        useful[r, c] = condition[r, c] and 8 * max(B * p["tau"], 1.0) ** 2 * p["eta"] / p["tau"] < k0
+    return condition, useful
 
 
-def _outline(ax, region):
+def _outline(ax, region, color, lw):
     rows, cols = region.shape
     for (r, c), inside in np.ndenumerate(region):
         if not inside:
@@ -472,4 +478,4 @@ def _outline(ax, region):
                             (0, 1, ([c + .5] * 2, [r - .5, r + .5])), (0, -1, ([c - .5] * 2, [r - .5, r + .5]))):
             rr, cc = r + dr, c + dc
             if not (0 <= rr < rows and 0 <= cc < cols and region[rr, cc]):
-                ax.plot(*seg, color="#D55E00", lw=2)
+                ax.plot(*seg, color=color, lw=lw)

@@ -104,10 +104,12 @@ class Study:
 
 @functools.cache
 def code_fingerprint() -> str:
-    """A hash of gamesim's source: a cached cell or study is reused only by the code that made it."""
+    """A hash of gamesim's source (less the drawing and the command line, which do not change
+    results): a cached cell or study is reused only by the code that made it."""
     digest = hashlib.sha1()
     for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+        if path.name not in ("plots.py", "cli.py"):
+            digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
