@@ -7,7 +7,8 @@
     >>> traj.metrics["gap_reg"][-1]           # duality gap of the τ-regularized game
 
 Submodules: games (PreferenceGame, built-ins, CSV), equilibria (solve), metrics (gaps, regret),
-algorithms (updates, step-size converters), losses (INPO/SPPO losses), engine (simulate), cli.
+algorithms (updates, step-size converters), losses (INPO/SPPO losses), engine (simulate), bandit
+(sampled feedback), transformer/sequences/lm (transformer mode), study/plots (figures), cli.
 Heavy imports (JAX, SciPy) happen on first use, so `import gamesim` is fast.
 """
 

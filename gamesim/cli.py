@@ -109,6 +109,26 @@ def _build_parser() -> argparse.ArgumentParser:
     _study_flags(rp)
     rp.set_defaults(command=cmd_reproduce)
 
+    lm = sub.add_parser("lm", help="transformer mode: a small language model as the policy")
+    lm_sub = lm.add_subparsers(required=True, metavar="ACTION", parser_class=_Parser)
+    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy and exact metrics")
+    lr_.add_argument("--config", default="tiny", help="tiny, small, medium or a TOML file of model settings")
+    lr_.add_argument("--algorithm", required=True, help="inpo, nash-md, online-ipo, sppo or iterative-dpo")
+    lr_.add_argument("--oracle", default="features", help="features[:rank=4,scale=2.0,seed=0], bt[:scale=..,seed=..] "
+                     "or lift:GAME (a tabular game with V^L responses)")
+    lr_.add_argument("--eta", type=float, required=True, help="learning rate (gamesim's convention)")
+    lr_.add_argument("--tau", type=float, default=0.0, help="KL weight to pi_ref (the initial model)")
+    lr_.add_argument("--iterations", type=int, required=True)
+    lr_.add_argument("--pairs", type=int, default=64, help="preference pairs sampled per iteration")
+    lr_.add_argument("--steps", type=int, default=20, help="Adam steps on each iteration's loss")
+    lr_.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
+    lr_.add_argument("--record-every", type=int, default=1)
+    lr_.add_argument("--seed", type=int, default=0)
+    lr_.add_argument("--out", required=True, help="directory for metrics.csv, run.json, checkpoint.npz")
+    lr_.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    lr_.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    lr_.set_defaults(command=cmd_lm_run)
+
     d = sub.add_parser("demo", help="INPO, Nash-MD and SPPO on the 3-cycle game, side by side")
     d.add_argument("--iterations", type=int, default=3000)
     d.set_defaults(command=cmd_demo)
@@ -268,6 +288,28 @@ def cmd_run(args) -> int:
         return 130
     if args.json:
         print(json.dumps(traj.final()))
+    return 0
+
+
+def cmd_lm_run(args) -> int:
+    from . import lm
+
+    model = lm.load_model_config(args.config)
+    settings = lm.LMSettings(args.algorithm, args.eta, args.tau, args.iterations, args.oracle, args.pairs,
+                             args.steps, args.lr, args.record_every, args.seed)
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
+    if not args.resume and not args.overwrite and (out / "run.json").exists():
+        raise GamesimError(f"{out} already holds a run; pass --overwrite, --resume, or choose another --out")
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    result = lm.run(model, settings, out, resume=args.resume)
+    if result["interrupted"]:
+        print(f"gamesim: interrupted; the run up to iteration {int(result['iteration'][-1])} is in {out}; "
+              "rerun with --resume to continue", file=sys.stderr)
+        return 130
+    final = {k: float(v[-1]) for k, v in result.items() if k not in ("params", "interrupted", "iteration")}
+    print(json.dumps(final))
     return 0
 
 
