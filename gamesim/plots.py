@@ -235,12 +235,9 @@ def _D_and_B(group, res, select: dict) -> tuple[float, float]:
 
 def _theory(name, t, params, D, B, y0):
     from . import theory
-    from .algorithms import theorem_schedule
 
     tau, eta = params.get("tau", 0.0), params.get("eta")
     t = np.asarray(t, float)
-    if name.startswith("slope:"):
-        return None
     if eta == "theorem3":
         eta = theory.inpo_theorem3_eta(params["iterations"], tau, D, 0.0)
     if name == "inpo-theorem3":
@@ -257,7 +254,7 @@ def _theory(name, t, params, D, B, y0):
     bound, kl = np.empty(int(t.max()) + 1), y0
     for s in range(len(bound)):  # the recursion unrolled from the measured KL_0
         bound[s] = kl
-        kl = step(kl, eta if params.get("schedule") != "theorem" else theorem_schedule(tau, s))
+        kl = step(kl, eta)
     return bound[t.astype(int)]
 
 
