@@ -111,7 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     lm = sub.add_parser("lm", help="transformer mode: a small language model as the policy")
     lm_sub = lm.add_subparsers(required=True, metavar="ACTION", parser_class=_Parser)
-    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy and exact metrics")
+    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy")
     lr_.add_argument("--config", default="tiny", help="tiny, small, medium or a TOML file of model settings")
     lr_.add_argument("--algorithm", required=True, help="inpo, nash-md, online-ipo, sppo or iterative-dpo")
     lr_.add_argument("--oracle", default="features", help="features[:rank=4,scale=2.0,seed=0], bt[:scale=..,seed=..] "
@@ -123,7 +123,13 @@ def _build_parser() -> argparse.ArgumentParser:
     lr_.add_argument("--steps", type=int, default=20, help="Adam steps on each iteration's loss")
     lr_.add_argument("--lr", type=float, default=3e-3, help="Adam's learning rate")
     lr_.add_argument("--record-every", type=int, default=1)
-    lr_.add_argument("--seed", type=int, default=0)
+    lr_.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    lr_.add_argument("--init-seed", type=int, default=0, help="seed of the initial model, which is pi_ref")
+    lr_.add_argument("--metrics", default="auto", choices=["auto", "exact", "sampled"],
+                     help="exact (enumerate all V^L responses), sampled (95%% confidence intervals); "
+                     "auto: exact when V^L <= 4096")
+    lr_.add_argument("--eval-samples", type=int, default=4096, help="samples per record for sampled metrics")
+    lr_.add_argument("--devices", type=int, default=None, help="devices to split the batch over (default: all)")
     lr_.add_argument("--out", required=True, help="directory for metrics.csv, run.json, checkpoint.npz")
     lr_.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     lr_.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
@@ -296,14 +302,15 @@ def cmd_lm_run(args) -> int:
 
     model = lm.load_model_config(args.config)
     settings = lm.LMSettings(args.algorithm, args.eta, args.tau, args.iterations, args.oracle, args.pairs,
-                             args.steps, args.lr, args.record_every, args.seed)
+                             args.steps, args.lr, args.record_every, args.seed, init_seed=args.init_seed,
+                             metrics=args.metrics, eval_samples=args.eval_samples)
     out = Path(args.out)
     if args.resume and args.overwrite:
         raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
     if not args.resume and not args.overwrite and (out / "run.json").exists():
         raise GamesimError(f"{out} already holds a run; pass --overwrite, --resume, or choose another --out")
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    result = lm.run(model, settings, out, resume=args.resume)
+    result = lm.run(model, settings, out, resume=args.resume, devices=args.devices)
     if result["interrupted"]:
         print(f"gamesim: interrupted; the run up to iteration {int(result['iteration'][-1])} is in {out}; "
               "rerun with --resume to continue", file=sys.stderr)

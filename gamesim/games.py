@@ -372,11 +372,21 @@ BUILTINS: dict[str, Builtin] = {
                     "low-rank intransitive P = σ(v_iᵀ R v_j), R skew-symmetric (general preference model)"),
     "bt": Builtin(_seeded(_bt_draw, "bt"), {"n": 5, "scale": 1.0, "seed": 0, "contexts": 1},
                   "transitive Bradley-Terry P = σ(s_i − s_j), scores ~ N(0, scale²)"),
+    "sequence": Builtin(lambda **kw: _sequence_game(**kw),
+                        {"model": "tiny", "oracle": "features", "rank": 4, "scale": 2.0, "seed": 0, "init_seed": 0},
+                        "a transformer-mode game: P of a sequence oracle (features or bt) over all V^L responses "
+                        "of a model config, π_ref = that model at init"),
     "soccer": Builtin(lambda: load_csv(DATA_DIR / "soccer_10agents.csv"), {},
                       "10 MuJoCo soccer agents (Rowland et al. 2019, via OpenSpiel; Apache-2.0)"),
     "rrps": Builtin(lambda: load_csv(DATA_DIR / "rrps_43bots.csv"), {},
                     "43 repeated-RPS bots (Lanctot et al. 2023, via OpenSpiel; Apache-2.0)"),
 }
+def _sequence_game(**kwargs) -> PreferenceGame:
+    from .sequences import sequence_game
+
+    return sequence_game(**kwargs)
+
+
 ALIASES = {"bradley_terry": "bt", "biased-rps": "biased_rps"}
 COMMON_PARAMS = {"ref_seed": None}
 """Keys every spec takes: ref_seed=K draws π_ref with logits ~ N(0, 1) from seed K (EGPO's setup)."""
@@ -394,25 +404,9 @@ def load_game(spec) -> PreferenceGame:
     spec = os.fspath(spec).strip()
     if spec.lower().endswith(".csv") or os.sep in spec or os.path.isfile(spec):
         return load_csv(spec)
-    name, _, args = spec.partition(":")
-    key = ALIASES.get(name, name)
-    if key not in BUILTINS:
-        raise GamesimError(f"unknown game {name!r}{_suggest(name, [*BUILTINS, *ALIASES])}; "
-                           "`gamesim games` lists the built-ins, or give a path to a .csv file")
-    builtin = BUILTINS[key]
-    known = {**builtin.params, **COMMON_PARAMS}
-    kwargs = dict(builtin.params)
-    for item in filter(None, (a.strip() for a in args.split(","))):
-        k, eq, v = item.partition("=")
-        k = k.strip()
-        if not eq:
-            raise GamesimError(f"game spec {spec!r}: {item!r} is not KEY=VALUE")
-        if k not in known:
-            keys = ", ".join(known) or "none"
-            raise GamesimError(f"game {key!r} has no parameter {k!r}{_suggest(k, known)}; its keys: {keys}")
-        kwargs[k] = _parse_value(k, v.strip(), known[k], spec)
+    key, kwargs = parse_spec(spec)
     ref_seed = kwargs.pop("ref_seed", None)
-    game = builtin.factory(**kwargs)
+    game = BUILTINS[key].factory(**kwargs)
     game.label = spec
     if ref_seed is not None:
         logits = np.random.default_rng(ref_seed).standard_normal((game.num_contexts, game.n))
@@ -423,7 +417,30 @@ def load_game(spec) -> PreferenceGame:
     return game
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """A built-in game's spec string → (its name, its parameters with defaults filled in)."""
+    name, _, args = spec.partition(":")
+    key = ALIASES.get(name, name)
+    if key not in BUILTINS:
+        raise GamesimError(f"unknown game {name!r}{_suggest(name, [*BUILTINS, *ALIASES])}; "
+                           "`gamesim games` lists the built-ins, or give a path to a .csv file")
+    known = {**BUILTINS[key].params, **COMMON_PARAMS}
+    kwargs = dict(BUILTINS[key].params)
+    for item in filter(None, (a.strip() for a in args.split(","))):
+        k, eq, v = item.partition("=")
+        k = k.strip()
+        if not eq:
+            raise GamesimError(f"game spec {spec!r}: {item!r} is not KEY=VALUE")
+        if k not in known:
+            keys = ", ".join(known) or "none"
+            raise GamesimError(f"game {key!r} has no parameter {k!r}{_suggest(k, known)}; its keys: {keys}")
+        kwargs[k] = _parse_value(k, v.strip(), known[k], spec)
+    return key, kwargs
+
+
 def _parse_value(key: str, value: str, default, spec: str):
+    if isinstance(default, str):
+        return value
     want = float if isinstance(default, float) else int
     try:
         return want(value)

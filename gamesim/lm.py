@@ -16,10 +16,14 @@ Each iteration t (the papers' practical loop, with π_t and π_ref frozen):
    | sppo | (log π_θ/π_t(y) − η(P̂(y ≻ π_t) − 1/2))², SPPO eq. 4.7, P̂ = one answer | — | — |
    | iterative-dpo | DPO's loss with reference π_t, β = 1/η | — | — |
 
-4. record the metrics: the policy is enumerated over all responses and the exact duality gaps,
-   KL and win rate of the LM policy on the true P are computed (`metrics`). This needs
-   V^L ≤ `sequences.DENSE_LIMIT`; the `small` and `medium` configs are not enumerable, and their
-   sampled metrics are not built yet.
+4. record the metrics. When V^L ≤ `sequences.DENSE_LIMIT` (the `tiny` config) the policy is
+   enumerated over all responses and the exact duality gaps, KL and win rate of the LM policy on
+   the true P are computed (`metrics`); otherwise (`small`, `medium`) the win rate against π_ref
+   and KL(π‖π_ref) are estimated from samples, with 95% confidence intervals (`sampled_metrics`).
+
+π_ref is the initial model (`initial_params`, from `init_seed`); `seed` drives the sampling.
+With several local devices (GPUs, or CPU host devices forced with XLA_FLAGS) each iteration's
+pairs are split over them and the parameters replicated, through `jax.sharding` (`data_sharding`).
 
 Step sizes are gamesim's learning rate η (see the README's table). The run is a directory like
 `gamesim run`'s: metrics.csv, run.json, and checkpoint.npz (parameters, optimizer state, the
@@ -43,6 +47,10 @@ from .files import atomic_open
 from .transformer import CONFIGS, ModelConfig
 
 LM_ALGORITHMS = ("inpo", "nash-md", "online-ipo", "sppo", "iterative-dpo")
+METRIC_MODES = ("auto", "exact", "sampled")
+"""auto: exact when V^L ≤ sequences.DENSE_LIMIT, else sampled (see `sampled_metrics`)."""
+Z95 = 1.959963984540054
+"""The normal quantile of a two-sided 95% confidence interval."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +68,9 @@ class LMSettings:
     record_every: int = 1
     seed: int = 0
     temperature: float = 1.0
+    init_seed: int = 0
+    metrics: str = "auto"
+    eval_samples: int = 4096
 
     def __post_init__(self):
         if self.algorithm not in LM_ALGORITHMS:
@@ -68,7 +79,9 @@ class LMSettings:
             close = difflib.get_close_matches(self.algorithm, LM_ALGORITHMS, n=1)
             raise GamesimError(f"transformer mode runs {', '.join(LM_ALGORITHMS)}; not {self.algorithm!r}"
                                + (f" (did you mean {close[0]!r}?)" if close else ""))
-        for name in ("iterations", "pairs", "steps", "record_every"):
+        if self.metrics not in METRIC_MODES:
+            raise GamesimError(f"metrics is one of {', '.join(METRIC_MODES)}, not {self.metrics!r}")
+        for name in ("iterations", "pairs", "steps", "record_every", "eval_samples"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise GamesimError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
         if self.iterations % self.record_every:
@@ -117,31 +130,54 @@ def _batch_loss(params, model, s: LMSettings, contexts, seqs, labels, log_t, anc
     return losses.pair_regression_loss(theta, anchor, first, second, scale * (labels - 0.5))
 
 
-def _iteration(model: ModelConfig, s: LMSettings):
-    """The compiled iteration, shared by runs that differ only in length, recording or seed."""
-    return _compiled_iteration(model, dataclasses.replace(s, iterations=1, record_every=1, seed=0, oracle=""))
+def _iteration(model: ModelConfig, s: LMSettings, devices: int = 1):
+    """The compiled iteration, shared by runs that differ only in length, recording, seeds or oracle."""
+    fixed = dataclasses.replace(s, iterations=1, record_every=1, seed=0, oracle="", init_seed=0, metrics="auto",
+                                eval_samples=1)
+    return _compiled_iteration(model, fixed, devices)
+
+
+def data_sharding(devices: int):
+    """(batch sharding, replicated sharding) over the first `devices` local devices, or (None, None)
+    for one: the sampled pairs are split over the devices, parameters replicated (data parallelism)."""
+    if devices == 1:
+        return None, None
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    if devices > jax.local_device_count():
+        raise GamesimError(f"devices = {devices} but JAX sees {jax.local_device_count()} local devices")
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("data",))
+    return NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec())
+
+
+def _shard(x, sharding):
+    import jax
+
+    return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
 @functools.cache
-def _compiled_iteration(model: ModelConfig, s: LMSettings):
-    """The compiled iteration (params, opt_state, params_ref, P, key) → (params, opt_state, loss)."""
+def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
+    """The compiled iteration (params, opt_state, params_ref, oracle arrays, key) → (params, opt_state, loss)."""
     import jax
     import jax.numpy as jnp
     import optax
 
     from . import transformer
+    from .sequences import preference
 
     optimizer = optax.adam(s.lr)
     beta = s.eta * s.tau
+    batch, _ = data_sharding(devices)
 
-    def step(params, opt_state, ref, prob_table, key):
+    def step(params, opt_state, ref, oracle, key):
         k_ctx, k1, k2, k_label = jax.random.split(key, 4)
-        contexts = jax.random.randint(k_ctx, (s.pairs,), 0, model.contexts)
+        contexts = _shard(jax.random.randint(k_ctx, (s.pairs,), 0, model.contexts), batch)
         mix = (ref, beta) if s.algorithm == "nash-md" else None
-        y1 = transformer.sample(params, model, k1, contexts, s.temperature, mix=mix)
-        y2 = transformer.sample(params, model, k2, contexts, s.temperature, mix=mix)
-        i1, i2 = transformer.tokens_to_index(y1, model), transformer.tokens_to_index(y2, model)
-        p = prob_table[i1, i2]
+        y1 = _shard(transformer.sample(params, model, k1, contexts, s.temperature, mix=mix), batch)
+        y2 = _shard(transformer.sample(params, model, k2, contexts, s.temperature, mix=mix), batch)
+        p = preference(oracle, model.vocab, model.length, y1, y2, jnp)
         labels = jax.random.bernoulli(k_label, p).astype(p.dtype)
         seqs, ctx2 = jnp.concatenate([y1, y2]), jnp.concatenate([contexts, contexts])
         frozen = jax.lax.stop_gradient(params)
@@ -171,9 +207,7 @@ def exact_metrics(game, log_probs, tau: float, eq_tau) -> dict:
     is the initial model: the duality gaps, KL(π*_τ‖π), KL(π‖π_ref) and P(π ≻ π_ref)."""
     from .metrics import duality_gap
 
-    logp = np.asarray(log_probs, np.float64)
-    pi = np.exp(logp - logp.max(-1, keepdims=True))
-    pi /= pi.sum(-1, keepdims=True)  # (C, n), renormalized in float64
+    pi = _normalize(log_probs)  # (C, n), renormalized in float64
     w, A = game.weights, game.payoff
 
     def kl(p, q):
@@ -189,50 +223,113 @@ def exact_metrics(game, log_probs, tau: float, eq_tau) -> dict:
             "winrate_vs_ref": beats(policy, game.reference)}
 
 
+@functools.cache
+def _compiled_samples(model: ModelConfig, samples: int, devices: int):
+    import jax
+    import jax.numpy as jnp
+
+    from . import transformer
+    from .sequences import preference
+
+    batch, _ = data_sharding(devices)
+
+    def draws(params, ref, oracle, key):
+        k_ctx, k1, k2 = jax.random.split(key, 3)
+        contexts = _shard(jax.random.randint(k_ctx, (samples,), 0, model.contexts), batch)
+        y = _shard(transformer.sample(params, model, k1, contexts), batch)
+        y_ref = _shard(transformer.sample(ref, model, k2, contexts), batch)
+        win = preference(oracle, model.vocab, model.length, y, y_ref, jnp)
+        log_ratio = transformer.log_prob(params, model, contexts, y) - transformer.log_prob(ref, model, contexts, y)
+        return win, log_ratio
+
+    return jax.jit(draws)
+
+
+def sampled_metrics(params, ref, model: ModelConfig, oracle: dict, key, samples: int, devices: int = 1) -> dict:
+    """Monte-Carlo metrics with 95% confidence intervals, for Y too large to enumerate.
+
+    With y ~ π_θ, y' ~ π_ref (contexts uniform), K = `samples` independent draws:
+    P(π ≻ π_ref) = E[P(y ≻ y')] (the oracle's probability, not a Bernoulli answer) and
+    KL(π‖π_ref) = E[log π(y) − log π_ref(y)]; each reported as the sample mean and the half-width
+    Z95 · sd/√K of its normal-approximation interval (columns NAME and NAME_ci95). The duality gaps
+    need max_y P(y ≻ π) over all of Y and have no such unbiased estimate; they are exact-only."""
+    win, log_ratio = (np.asarray(x, np.float64) for x in _compiled_samples(model, samples, devices)(
+        params, ref, oracle, key))
+    out = {}
+    for name, x in (("winrate_vs_ref", win), ("kl_to_ref", log_ratio)):
+        out[name], out[f"{name}_ci95"] = float(x.mean()), float(Z95 * x.std(ddof=1) / np.sqrt(samples))
+    return out
+
+
+def initial_params(model: ModelConfig, init_seed: int = 0) -> dict:
+    """The initial model, which is also π_ref: `transformer.init` from `init_seed`."""
+    import jax
+
+    from . import transformer
+
+    return transformer.init(jax.random.split(jax.random.PRNGKey(init_seed))[0], model)
+
+
+def initial_policy(model: ModelConfig, init_seed: int = 0) -> np.ndarray:
+    """π_ref of an enumerable model: the initial model's probabilities, (C, V^L), float64."""
+    from . import transformer
+
+    return _normalize(transformer.enumerate_log_probs(initial_params(model, init_seed), model))
+
+
+def _normalize(log_probs) -> np.ndarray:
+    logp = np.asarray(log_probs, np.float64)
+    pi = np.exp(logp - logp.max(-1, keepdims=True))
+    return pi / pi.sum(-1, keepdims=True)
+
+
 # --- the run ----------------------------------------------------------------------------------------
 def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool = False,
-        progress: bool | None = None, stop_after: int | None = None) -> dict:
+        progress: bool | None = None, stop_after: int | None = None, devices: int | None = None) -> dict:
     """Run and return {"iterations": (R,), metric: (R,), "params": final params}; see the module doc.
 
     `out` receives metrics.csv, run.json and checkpoint.npz after every record; `resume=True`
     continues the run saved there. `stop_after` ends the run early after that many iterations as
-    an interruption would (for tests).
+    an interruption would (for tests). `devices` (default: every local device) splits each
+    iteration's pairs and the metrics' samples over that many devices (`data_sharding`).
     """
     import jax
 
     from . import __version__, transformer
     from .results import versions
-    from .sequences import DENSE_LIMIT, load_oracle
+    from .sequences import DENSE_LIMIT, load_oracle, reference_game
 
+    devices = _check_devices(s, devices)
     oracle = load_oracle(s.oracle, model.vocab, model.length)
-    key = jax.random.PRNGKey(s.seed)
-    k_init, k_run = jax.random.split(key)
-    ref = transformer.init(k_init, model)
-    enumerable = model.num_responses <= DENSE_LIMIT
-    if enumerable:
-        base = oracle.dense()
+    k_run = jax.random.split(jax.random.PRNGKey(s.seed))[1]
+    k_eval = jax.random.fold_in(jax.random.PRNGKey(s.seed), 1)
+    ref = initial_params(model, s.init_seed)
+    exact = s.metrics == "exact" or (s.metrics == "auto" and model.num_responses <= DENSE_LIMIT)
+    if exact:
+        if model.num_responses > DENSE_LIMIT:
+            raise GamesimError(f"exact metrics enumerate all V^L = {model.num_responses} responses, above "
+                               f"{DENSE_LIMIT}; use metrics='sampled' (confidence intervals) or a smaller model")
+        game = reference_game(oracle, _normalize(transformer.enumerate_log_probs(ref, model)))
         from .equilibria import solve
-        from .games import PreferenceGame
 
-        ref_pi = np.asarray(transformer.enumerate_log_probs(ref, model), np.float64)
-        ref_pi = np.exp(ref_pi - ref_pi.max(-1, keepdims=True))
-        ref_pi /= ref_pi.sum(-1, keepdims=True)
-        P = np.broadcast_to(base.P, (model.contexts, *base.P.shape)) if model.contexts > 1 else base.P
-        game = PreferenceGame(np.array(P), ref_pi if model.contexts > 1 else ref_pi[0], label=oracle.label)
         eq_tau = solve(game, s.tau).policy if s.tau > 0 else None
-        prob_table = jax.numpy.asarray(base.P, dtype=model.dtype)
-    else:
-        raise GamesimError(f"|Y| = {model.num_responses} is above {DENSE_LIMIT}: the oracle's table is not built; "
-                           "non-enumerable configs need the sampled oracle, not yet in this mode")
-    step, optimizer = _iteration(model, s)
+    arrays = {k: jax.numpy.asarray(v, dtype=model.dtype) for k, v in oracle.arrays.items()}
+    step, optimizer = _iteration(model, s, devices)
     params, opt_state, start = ref, optimizer.init(ref), 0
     rows = []
     config = {"model": dataclasses.asdict(model), "settings": dataclasses.asdict(s)}
     if resume:
         params, opt_state, start, rows = _load_checkpoint(out, config, ref, optimizer.init(ref))
+    _, replicated = data_sharding(devices)
+    if replicated is not None:
+        params, opt_state, ref, arrays = jax.device_put((params, opt_state, ref, arrays), replicated)
 
     def record(t, params):
-        metrics = exact_metrics(game, transformer.enumerate_log_probs(params, model), s.tau, eq_tau)
+        if exact:
+            metrics = exact_metrics(game, transformer.enumerate_log_probs(params, model), s.tau, eq_tau)
+        else:
+            metrics = sampled_metrics(params, ref, model, arrays, jax.random.fold_in(k_eval, t), s.eval_samples,
+                                      devices)
         rows.append({"iteration": t, **metrics})
 
     if not rows:
@@ -243,7 +340,7 @@ def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool
     t0, t, interrupted = time.perf_counter(), start, False
     try:
         while t < s.iterations:
-            params, opt_state, _ = step(params, opt_state, ref, prob_table, jax.random.fold_in(k_run, t))
+            params, opt_state, _ = step(params, opt_state, ref, arrays, jax.random.fold_in(k_run, t))
             t += 1
             if bar is not None:
                 bar.update(1)
@@ -264,6 +361,20 @@ def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool
     result = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     result["params"], result["interrupted"] = params, interrupted
     return result
+
+
+def _check_devices(s: LMSettings, devices: int | None) -> int:
+    import jax
+
+    if devices is None:
+        devices = jax.local_device_count()
+    if not (isinstance(devices, int) and devices >= 1):
+        raise GamesimError(f"devices must be an integer ≥ 1, got {devices!r}")
+    for name in ("pairs", "eval_samples"):
+        if getattr(s, name) % devices:
+            raise GamesimError(f"{name} = {getattr(s, name)} must be divisible by the {devices} devices it is split "
+                               f"over; choose a multiple of {devices} or pass devices=1")
+    return devices
 
 
 def _save(out: Path, config, params, opt_state, t, rows, seconds, interrupted, versions=None):

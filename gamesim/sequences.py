@@ -2,7 +2,8 @@ r"""Sequence-level preference games: responses are token sequences y ∈ [V]^L, 
 
 Response y and its index in [0, V^L) correspond through `transformer.index_to_tokens` (base-V
 digits, first token most significant): the explicit bijection. Three oracles, each a `SequenceGame` with P(y ≻ y') for
-index arrays and, when Y is small enough, the dense PreferenceGame for exact metrics:
+token arrays (numpy, or jax.numpy inside the compiled training step) and, when Y is small enough,
+the dense PreferenceGame for exact metrics:
 
 - `lifted(game, V, L)`: a tabular game with n = V^L responses, response k ↔ sequence k;
 - `features(V, L, rank, scale, seed)`: intransitive P = σ(φ(y)ᵀ R φ(y')), R skew-symmetric
@@ -14,7 +15,7 @@ index arrays and, when Y is small enough, the dense PreferenceGame for exact met
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,41 +29,59 @@ DENSE_LIMIT = 4096
 
 @dataclass(frozen=True)
 class SequenceGame:
+    """A preference oracle on token sequences: P(y ≻ y') from `arrays`, which are either
+    {"table": P} (a lifted tabular game) or {"R": R, "w": w} (P = σ(φ(y)ᵀRφ(y') + wᵀ(φ(y) − φ(y'))),
+    R skew-symmetric). `prob` is one definition for numpy (dense tables, float64) and for
+    jax.numpy inside the compiled training step, where the arrays are passed as arguments."""
+
     vocab: int
     length: int
-    prob: Callable  # (index array, index array) -> P(y ≻ y'), numpy float64
+    arrays: dict
     label: str
 
     @property
     def num_responses(self) -> int:
         return self.vocab ** self.length
 
+    def prob(self, tokens_a, tokens_b, arrays=None, xp=np):
+        """P(y ≻ y') for token arrays (..., L); `arrays` and `xp` = jax.numpy inside jit."""
+        return preference(self.arrays if arrays is None else arrays, self.vocab, self.length, tokens_a, tokens_b, xp)
+
     def dense(self) -> PreferenceGame:
         """The PreferenceGame over all V^L responses (uniform π_ref; set it with with_reference)."""
+        from .transformer import ModelConfig, index_to_tokens
+
         n = self.num_responses
         if n > DENSE_LIMIT:
             raise GamesimError(f"{self.label}: |Y| = {n} responses is above {DENSE_LIMIT}, too many for the dense "
                                "preference matrix; exact metrics need a smaller vocab or length")
-        i = np.arange(n)
-        P = self.prob(i[:, None], i[None, :])
+        tokens = index_to_tokens(np.arange(n), ModelConfig(vocab=self.vocab, length=self.length))
+        P = self.prob(tokens[:, None], tokens[None, :])
         P = (P + 1 - P.T) / 2  # exact complementarity against rounding
         return PreferenceGame(P, label=self.label)
 
 
-def feature_map(vocab: int, length: int, index) -> np.ndarray:
+def preference(arrays: dict, vocab: int, length: int, tokens_a, tokens_b, xp=np):
+    """P(y ≻ y') of the oracle given by `arrays` (see SequenceGame), in numpy or jax.numpy."""
+    if "table" in arrays:
+        weights = vocab ** xp.arange(length - 1, -1, -1)
+        return arrays["table"][(tokens_a * weights).sum(-1), (tokens_b * weights).sum(-1)]
+    phi_a, phi_b = feature_map(vocab, length, tokens_a, xp), feature_map(vocab, length, tokens_b, xp)
+    R = arrays["R"].astype(phi_a.dtype)
+    logits = xp.einsum("...a,ab,...b->...", phi_a, R, phi_b) + (phi_a - phi_b) @ arrays["w"].astype(phi_a.dtype)
+    return 1 / (1 + xp.exp(-logits))
+
+
+def feature_map(vocab: int, length: int, tokens, xp=np):
     """φ(y): token frequencies and position-weighted token counts (positions centred on 0), scaled by √V.
 
     The frequencies are not centred, so under a near-uniform policy the mean feature is not 0 and
     P(y ≻ π) varies with y: the uniform policy is far from equilibrium."""
-    from .transformer import ModelConfig, index_to_tokens
-
-    tok = index_to_tokens(np.asarray(index), ModelConfig(vocab=vocab, length=length))
-    onehot = tok[..., None] == np.arange(vocab)
-    position = (np.arange(length) - (length - 1) / 2) / max(length - 1, 1)
+    onehot = (tokens[..., None] == xp.arange(vocab)).astype(float if xp is np else "float32")
+    position = (xp.arange(length) - (length - 1) / 2) / max(length - 1, 1)
     counts = onehot.sum(-2) / length
     weighted = (onehot * position[:, None]).sum(-2)
-    phi = np.concatenate([counts, weighted], axis=-1)
-    return phi * np.sqrt(vocab)
+    return xp.concatenate([counts, weighted], axis=-1) * np.sqrt(vocab)
 
 
 def lifted(game, vocab: int, length: int) -> SequenceGame:
@@ -73,8 +92,7 @@ def lifted(game, vocab: int, length: int) -> SequenceGame:
     if game.n != vocab ** length:
         raise GamesimError(f"lifting needs n = V^L responses: {game.label} has n = {game.n}, V^L = "
                            f"{vocab}^{length} = {vocab ** length}; e.g. use random:n={vocab ** length}")
-    P = game.P
-    return SequenceGame(vocab, length, lambda i, j: P[i, j], f"lifted:{game.label}")
+    return SequenceGame(vocab, length, {"table": game.P}, f"lifted:{game.label}")
 
 
 def features(vocab: int, length: int, rank: int = 4, scale: float = 2.0, seed: int = 0) -> SequenceGame:
@@ -85,25 +103,56 @@ def features(vocab: int, length: int, rank: int = 4, scale: float = 2.0, seed: i
     rng = np.random.default_rng(seed)
     Q = np.linalg.qr(rng.standard_normal((d, d)))[0][:, :rank]
     R = Q @ np.kron(np.eye(rank // 2), np.array([[0.0, 1.0], [-1.0, 0.0]])) @ Q.T * scale
-
-    def prob(i, j):
-        logits = np.einsum("...a,ab,...b->...", feature_map(vocab, length, i), R, feature_map(vocab, length, j))
-        return 1 / (1 + np.exp(-logits))
-
-    return SequenceGame(vocab, length, prob, f"features:V={vocab},L={length},rank={rank},scale={scale},seed={seed}")
+    return SequenceGame(vocab, length, {"R": R, "w": np.zeros(d)},
+                        f"features:V={vocab},L={length},rank={rank},scale={scale},seed={seed}")
 
 
 def bradley_terry(vocab: int, length: int, scale: float = 2.0, seed: int = 0) -> SequenceGame:
     """Transitive P = σ(r(y) − r(y')), reward r(y) = scale · wᵀφ(y), w ~ N(0, I) from `seed`."""
     w = np.random.default_rng(seed).standard_normal(2 * vocab) * scale
-
-    def prob(i, j):
-        return 1 / (1 + np.exp(-(feature_map(vocab, length, i) @ w - feature_map(vocab, length, j) @ w)))
-
-    return SequenceGame(vocab, length, prob, f"bt:V={vocab},L={length},scale={scale},seed={seed}")
+    return SequenceGame(vocab, length, {"R": np.zeros((2 * vocab, 2 * vocab)), "w": w},
+                        f"bt:V={vocab},L={length},scale={scale},seed={seed}")
 
 
 ORACLES = {"features": features, "bt": bradley_terry}
+
+
+def reference_game(oracle: SequenceGame, reference: np.ndarray) -> PreferenceGame:
+    """The dense game of `oracle` with π_ref = `reference` (C, V^L), P the same in every context."""
+    base = oracle.dense()
+    reference = np.asarray(reference, np.float64)
+    if reference.shape[0] == 1:
+        return base.with_reference(reference[0])
+    return PreferenceGame(np.broadcast_to(base.P, (reference.shape[0], *base.P.shape)).copy(), reference,
+                          label=oracle.label)
+
+
+def sequence_game(model: str = "tiny", oracle: str = "features", rank: int = 4, scale: float = 2.0, seed: int = 0,
+                  init_seed: int = 0) -> PreferenceGame:
+    """The tabular game a transformer-mode run plays: the oracle's P over all V^L responses of
+    the named model config, π_ref = that model initialized from `init_seed` (the `sequence` game)."""
+    game = _sequence_game(model, oracle_spec(oracle, rank, scale, seed), init_seed)
+    return PreferenceGame(game.P.copy(), game.reference.copy(), label=game.label)
+
+
+@functools.cache
+def _sequence_game(model: str, oracle: str, init_seed: int) -> PreferenceGame:
+    from . import lm
+    from .transformer import CONFIGS
+
+    if model not in CONFIGS:
+        raise GamesimError(f"sequence game: model is one of {', '.join(CONFIGS)}, not {model!r}")
+    config = CONFIGS[model]
+    return reference_game(load_oracle(oracle, config.vocab, config.length), lm.initial_policy(config, init_seed))
+
+
+def oracle_spec(oracle: str, rank: int = 4, scale: float = 2.0, seed: int = 0) -> str:
+    """The `load_oracle` spec of an oracle name and its parameters (rank is the features oracle's)."""
+    if oracle == "features":
+        return f"features:rank={rank},scale={scale},seed={seed}"
+    if oracle == "bt":
+        return f"bt:scale={scale},seed={seed}"
+    raise GamesimError(f"sequence game: oracle is features or bt, not {oracle!r}")
 
 
 def load_oracle(spec: str, vocab: int, length: int) -> SequenceGame:
