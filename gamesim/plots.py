@@ -63,7 +63,7 @@ OVERLAYS = {
 OVERLAY_LABELS = {"inpo-theorem3": "Theorem 3 bound", "inpo-theorem4": "Theorem 4 bound",
                   "nash-md-theorem1": "Nash-MD Theorem 1 bound", "mmd-theorem34": "MMD Theorem 3.4 bound",
                   "contraction": "(1 − ητ)^t KL₀"}
-KINDS = {"curves": ("x", "spread", "overlays", "reference_group", "reference_label", "metric"),
+KINDS = {"curves": ("x", "spread", "overlays", "reference_group", "reference_label", "metric", "labels"),
          "final": ("x", "slope", "overlays", "reference_group", "reference_label", "metric"),
          "simplex": ("equilibria",),
          "heatmap": ("x", "y", "outline", "metric")}
@@ -92,7 +92,8 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
                 check_keys([panel["metric"]], g.metrics, f"metric in {where} (not recorded by group {name!r})")
         for key in ("hue",) + (("x", "y") if kind == "heatmap" else ()):
             if key in panel:
-                check_keys([panel[key]], dims, f"{key} axis in {where}")
+                check_keys([panel[key]], dims + (["group"] if kind == "curves" and key == "hue" else []),
+                           f"{key} axis in {where}")
         if kind == "final" and panel.get("x") != "queries":
             check_keys([panel.get("x")], dims + ["queries"], f"x in {where}")
         if kind == "curves":
@@ -288,18 +289,23 @@ def _positive(y):
 
 # --- kinds ----------------------------------------------------------------------------------------
 def _curves(ax, panel, study, results):
+    """Lines of `metric` against iteration (or queries), one per hue value; hue = "group" draws
+    one line per group (labelled by `labels`, else the group's name) to compare groups."""
     metric, x_name = panel["metric"], panel.get("x", "iteration")
-    for gname in _group_names(panel, study.groups):
+    for g, gname in enumerate(_group_names(panel, study.groups)):
         hues, data, it, group = _lines(panel, study, results, metric, gname)
         if x_name == "queries":
             it = _lines(panel, study, results, "queries", gname)[1]
         for i, value in enumerate(hues):
             D, B = _D_and_B(group, results[gname], _line_select(panel, value))
-            color, ls = _color(panel.get("hue", "algorithm"), value, i)
+            if panel.get("hue") == "group":
+                (color, ls), label = _color("group", None, g), panel.get("labels", {}).get(gname, gname)
+            else:
+                color, ls = _color(panel.get("hue", "algorithm"), value, i)
+                label = _hue_label(group, panel.get("hue", "algorithm"), value, panel.get("hue_symbol"))
             x = np.nanmean(it[i], axis=0)
             y = _positive(data[i])
-            ax.plot(x, np.nanmean(y, 0), color=color, ls=ls, label=_hue_label(group, panel.get("hue", "algorithm"), value,
-                                                                                panel.get("hue_symbol")))
+            ax.plot(x, np.nanmean(y, 0), color=color, ls=ls, label=label)
             if panel.get("spread", "range") != "none" and y.shape[0] > 1:
                 ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=color, alpha=0.18, lw=0)
             params = _run_params(group, panel.get("hue", "algorithm"), value, panel)

@@ -13,7 +13,9 @@ is INPO Theorem 3's step √D/√T for each run's T. `records = R` records R + 1
 `iterations` is an axis); `record_every = k` records every k. `policies = true` keeps the
 recorded policies. `skip_invalid = true` leaves runs outside an algorithm's valid range
 (e.g. ητ > 1) as NaN and lists them in the provenance instead of stopping. A `[quick]` table
-overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`.
+overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`. `mode = "lm"`
+runs the group in transformer mode (`lm.run`, keys LM_KEYS, games `sequence:…`): the same game
+as a tabular group on that spec, with the language model in place of the table.
 
 A cell, the unit of work and of caching, is one `simulate_batch` over all games of one shape ×
 seeds for one point of the other axes. Each cell is saved atomically under
@@ -46,7 +48,10 @@ from .files import atomic_open
 
 AXIS_KEYS = ("games", "algorithms", "eta", "tau", "iterations", "seeds")
 RUN_KEYS = AXIS_KEYS + ("record_every", "records", "init", "schedule", "feedback", "dtype", "metrics",
-                        "policies", "skip_invalid", "per_algorithm")
+                        "policies", "skip_invalid", "per_algorithm", "mode")
+LM_KEYS = AXIS_KEYS + ("record_every", "records", "metrics", "skip_invalid", "per_algorithm", "mode", "pairs",
+                       "steps", "lr")
+"""The keys of a `mode = "lm"` group (transformer mode, `lm`): its games are `sequence` games."""
 SAMPLED_PARAMS = ("lr", "flip", "position_bias")
 SPEC_KEYS = ("title", "caption", "layout", "panel_size", "defaults", "group", "panel", "quick")
 AXIS_NAMES = {"games": "game", "algorithms": "algorithm", "seeds": "seed"}
@@ -178,8 +183,24 @@ def _group(name: str, table: dict, where: str) -> Group:
             table[key] = [table[key]]
     if isinstance(table.get("init"), list) and table["init"] and isinstance(table["init"][0], (int, float)):
         table["init"] = tuple(table["init"])  # a policy, not an axis
+    if table.get("mode", "tabular") not in ("tabular", "lm"):
+        raise GamesimError(f"{where}: mode is 'tabular' (the default) or 'lm' (transformer mode), "
+                           f"not {table['mode']!r}")
+    lm_mode = table.get("mode") == "lm"
+    if lm_mode:
+        from .games import parse_spec
+        from .lm import LM_ALGORITHMS
+
+        check_keys(table, LM_KEYS, f"key in {where} (a mode = 'lm' group)")
+        if policies:
+            raise GamesimError(f"{where}: policies = true needs tabular policies; a mode = 'lm' group has none")
+        for spec in table["games"]:
+            name, kwargs = parse_spec(spec) if isinstance(spec, str) else (None, {})
+            if name != "sequence" or kwargs.get("ref_seed") is not None:
+                raise GamesimError(f"{where}: a mode = 'lm' group plays sequence games "
+                                   f"(e.g. 'sequence:model=tiny,oracle=bt'), without ref_seed; not {spec!r}")
     for alg in table["algorithms"]:
-        check_keys([alg], list(ALGORITHMS), f"algorithm in {where}")
+        check_keys([alg], list(LM_ALGORITHMS if lm_mode else ALGORITHMS), f"algorithm in {where}")
     check_keys(per_algorithm, table["algorithms"], f"per_algorithm entry in {where} (not in its algorithms)")
     for alg, over in per_algorithm.items():
         check_keys(over, RUN_KEYS + _hyperparameter_keys(), f"key in {where} per_algorithm.{alg}")
@@ -257,6 +278,8 @@ def _simulate_cell(cell: Cell, group: Group):
     from .games import load_game
 
     c = dict(cell.config)
+    if c.pop("mode", "tabular") == "lm":
+        return _lm_cell(c)
     alg = get_algorithm(c.pop("algorithm"))
     games = [load_game(g) for g in c.pop("games")]
     seeds = c.pop("seeds")
@@ -279,6 +302,33 @@ def _simulate_cell(cell: Cell, group: Group):
     return engine.simulate_batch([g for g, _ in pairs], alg, eta=etas, tau=tau, iterations=T,
                                  seeds=[s for _, s in pairs], inits=[init] * len(pairs), record_every=k,
                                  progress=False, **c)
+
+
+def _lm_cell(c: dict):
+    """A mode = "lm" cell: one `lm.run` per (sequence game, seed), stacked like a batch Trajectory."""
+    from . import lm
+    from .engine import Trajectory
+    from .games import parse_spec
+    from .sequences import oracle_spec
+    from .transformer import CONFIGS
+
+    T, records = int(c["iterations"]), c.get("records")
+    if records and T % records:
+        raise GamesimError(f"records = {records} must divide iterations = {T}")
+    hyper = {k: c[k] for k in ("pairs", "steps", "lr") if k in c}
+    runs = []
+    for spec in c["games"]:
+        _, kw = parse_spec(spec)
+        model = CONFIGS[kw["model"]]
+        for seed in c["seeds"]:
+            s = lm.LMSettings(c["algorithm"], c["eta"], c.get("tau", 0.0), T,
+                              oracle_spec(kw["oracle"], kw["rank"], kw["scale"], kw["seed"]),
+                              record_every=c.get("record_every") or (T // records if records else 1), seed=seed,
+                              init_seed=kw["init_seed"], **hyper)
+            runs.append(lm.run(model, s, progress=False))
+    names = [k for k in runs[0] if k not in ("iteration", "params", "interrupted")]
+    return Trajectory(runs[0]["iteration"], None, {k: np.stack([r[k] for r in runs]) for k in names}, None,
+                      {"mode": "lm"}, None, any(r["interrupted"] for r in runs))
 
 
 @dataclass

@@ -172,6 +172,56 @@ def test_invalid_runs_stop_the_sweep_unless_skipped(tmp_path):
     assert len(res.skipped) == 1 and "eta·tau ≤ 1" in res.skipped[0]["reason"]
 
 
+LM_SPEC = """
+title = "transformer mode"
+caption = "gap"
+
+[[group]]
+name = "lm"
+mode = "lm"
+games = ["sequence:model=tiny,oracle=bt,scale=2.0"]
+algorithms = ["inpo"]
+eta = 2.0
+tau = 0.05
+iterations = 10
+record_every = 5
+pairs = 128
+steps = 10
+seeds = 2
+
+[[panel]]
+kind = "curves"
+metric = "gap_reg"
+"""
+
+
+def test_lm_group_equals_direct_transformer_runs(tmp_path):
+    from gamesim import lm
+    from gamesim.transformer import CONFIGS
+
+    res = study.run_study(study.load_spec(write(tmp_path, LM_SPEC)), tmp_path / "r", log=quiet)["lm"]
+    assert res.dims == ("game", "algorithm", "seed", "record") and res.arrays["gap_reg"].shape == (1, 1, 2, 3)
+    for seed in (0, 1):
+        direct = lm.run(CONFIGS["tiny"], lm.LMSettings("inpo", 2.0, 0.05, 10, "bt:scale=2.0,seed=0", pairs=128, steps=10,
+                                                       record_every=5, seed=seed), progress=False)
+        for name in ("gap_reg", "gap", "kl_to_eq", "winrate_vs_ref"):
+            np.testing.assert_array_equal(res.select(name, seed=seed)[0][0, 0], direct[name])
+    assert not np.array_equal(res.arrays["gap_reg"][0, 0, 0], res.arrays["gap_reg"][0, 0, 1])
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('games = ["sequence:', 'games = ["rps", "sequence:', "plays sequence games"),
+    ("steps = 10", 'steps = 10\nfeedback = "sampled"', r"mode = 'lm' group\) 'feedback'"),
+    ('algorithms = ["inpo"]', 'algorithms = ["omd"]', "unknown algorithm .*'omd'; valid: inpo, nash-md"),
+    ('mode = "lm"', 'mode = "llm"', "mode is 'tabular'"),
+    ("oracle=bt", "oracle=bradley", "oracle is features or bt"),
+])
+def test_lm_group_errors(tmp_path, old, new, message):
+    assert old in LM_SPEC
+    with pytest.raises(GamesimError, match=message):
+        study.load_spec(write(tmp_path, LM_SPEC.replace(old, new, 1)))
+
+
 def test_has_ink_rejects_a_blank_image(tmp_path):
     import matplotlib.image
 
@@ -185,7 +235,7 @@ def test_reproduce_quick_writes_every_figure(tmp_path, capsys):
                  "--results", str(tmp_path)]) == 0
     seconds = time.perf_counter() - t0
     specs = sorted(p.stem for p in (ROOT / "experiments").glob("*.toml"))
-    assert len(specs) == 8
+    assert len(specs) == 9
     for name in specs:
         png, pdf = tmp_path / "figures" / f"{name}.png", tmp_path / "figures" / f"{name}.pdf"
         assert pdf.stat().st_size > 10_000 and study.has_ink(png), name
