@@ -2,15 +2,28 @@ r"""Exact equilibria of preference games.
 
 τ = 0, the von Neumann winner (Dudík et al. 2015; SPPO eq. 3.3; DNO's Minimax Winner): a policy π
 with (Pπ)_y ≤ 1/2 for every y, i.e. Aπ ≤ 0. The set of them is a polytope; `solve` returns one of
-maximal support (its relative interior). First the value LP (scipy's HiGHS) gives an equilibrium;
-if it is provably the only one (strict complementarity and a nonsingular support system, the
-generic case) that is the answer. Otherwise one more LP over the cone {x ≥ 0, Ax ≤ 0},
+maximal support (its relative interior).
+
+Fast path (`_interior_point`): since A is skew-symmetric, π ≥ 0, Σπ = 1, s = −Aπ ≥ 0 is a
+monotone linear complementarity problem whose every feasible point is an equilibrium
+(πᵀs = −πᵀAπ = 0). A primal-dual interior-point method (Mehrotra predictor-corrector, one dense
+LU of diag(s/π) − A per iteration) follows its central path, whose limit is strictly
+complementary (Goldman-Tucker): the support S = {y: π_y > s_y} is read off once every response
+is separated (π_y/s_y or s_y/π_y > 100). π_S is then solved from A_SS π_S = v·1, Σπ_S = 1 (or, for
+a singular system, the least-squares projection of the interior point onto it) and accepted when
+it certifies itself: π_S > 0, |Aπ| ≤ 1e-12 on S and Aπ < 0 strictly off S. Strictness makes the
+support maximal: for any equilibrium q, qᵀAπ = −πᵀAq forces (Aπ)_y = 0 on supp q, so supp q ⊆ S.
+A wrong S is repaired by a few pivots (drop the most negative π_y, add the most violated y).
+
+Fallback, when no certificate is found: the value LP (scipy's HiGHS) gives an equilibrium; if it
+is provably the only one (strict complementarity and a nonsingular support system) that is the
+answer. Otherwise one more LP over the cone {x ≥ 0, Ax ≤ 0},
 
     maximize Σ_y s_y  subject to  Ax ≤ 0,  0 ≤ s ≤ 1,  s ≤ x,
 
 finds the maximal support: any y in the support of some equilibrium has a scaled cone point with
-x_y ≥ 1, and the cone is closed under sums, so at the optimum s_y = 1 exactly on it. Each answer is
-polished to float64 accuracy: every equilibrium satisfies (Aπ)_S = 0 (complementary slackness),
+x_y ≥ 1, and the cone is closed under sums, so at the optimum s_y = 1 exactly on it. Each LP answer
+is polished to float64 accuracy: every equilibrium satisfies (Aπ)_S = 0 (complementary slackness),
 so π_S is projected onto {A_SS π_S = 0, Σπ_S = 1} by least squares and kept if its gap is smaller.
 
 τ > 0, the regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ) (unique; NLHF Prop. 1):
@@ -91,7 +104,109 @@ def check_tau(tau) -> float:
 
 
 # --- τ = 0 -----------------------------------------------------------------------------------------
+_CERTIFY_MARGIN = 1e-13
+_MAX_PIVOTS = 8
+
+
 def _von_neumann_winner(A: np.ndarray) -> tuple[np.ndarray, str]:
+    pi = _certified_support_solution(A)
+    if pi is not None:
+        return pi, "interior-point"
+    return _lp_winner(A)
+
+
+def _certified_support_solution(A: np.ndarray) -> np.ndarray | None:
+    """The maximal-support equilibrium from the interior point's support, or None (see the module doc)."""
+    x, s = _interior_point(A)
+    if x is None:
+        return None
+    S = x > s
+    for _ in range(_MAX_PIVOTS):
+        pi = _support_system(A, S, x)
+        if pi is None:
+            return None
+        scores = A @ pi
+        inside = np.where(S, pi, np.inf).argmin()
+        outside = np.where(S, -np.inf, scores).argmax()
+        in_ok = pi[inside] >= _CERTIFY_MARGIN
+        out_ok = S.all() or scores[outside] <= -_CERTIFY_MARGIN
+        if in_ok and out_ok and np.abs(scores[S]).max() <= 1e-12:
+            return pi
+        if not in_ok:
+            S[inside] = False
+        if not out_ok:
+            S[outside] = True
+    return None
+
+
+def _support_system(A: np.ndarray, S: np.ndarray, x: np.ndarray) -> np.ndarray | None:
+    """π with support ⊆ S solving A_SS π_S = v·1, Σ π_S = 1 (v = 0 at a solution): the bordered
+    system's solution when it is positive (the only one when the system is nonsingular), else the
+    least-squares projection of the interior point x onto the solutions (several equilibria on S)."""
+    idx = np.flatnonzero(S)
+    k = len(idx)
+    if k == 0:
+        return None
+    B = np.zeros((k + 1, k + 1))
+    B[:k, :k], B[:k, k], B[k, :k] = A[np.ix_(idx, idx)], -1.0, 1.0
+    rhs = np.r_[np.zeros(k), 1.0]
+    try:
+        with np.errstate(all="ignore"):
+            solution = np.linalg.solve(B, rhs)
+        if np.all(solution[:k] > 0) and np.abs(B @ solution - rhs).max() <= 1e-12:
+            pi = np.zeros(len(S))
+            pi[idx] = solution[:k]
+            return pi
+    except np.linalg.LinAlgError:
+        pass
+    return _polish(A, np.where(S, x, 0) / x[S].sum(), S)
+
+
+def _interior_point(A: np.ndarray, max_iter: int = 80) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Primal-dual interior point (Mehrotra) for π ≥ 0, s = v·1 − Aπ ≥ 0, Σπ = 1, π∘s = 0; returns
+    (π, s) once every pair is separated by a factor 100 with μ = πᵀs/n and the residuals ≤ 1e-9,
+    (None, None) if that does not happen (the LP fallback takes over)."""
+    import scipy.linalg
+
+    n = A.shape[0]
+    x = np.full(n, 1.0 / n)
+    v = 1.0 + np.abs(A @ x).max()
+    s = v - A @ x
+    ones, minus_A = np.ones(n), -A
+    diagonal = np.diag_indices(n)
+    for _ in range(max_iter):
+        r_s, r_e = s - v + A @ x, x.sum() - 1.0
+        mu = x @ s / n
+        if max(mu, np.abs(r_s).max(), abs(r_e)) < 1e-9 and np.maximum(x / s, s / x).min() > 100:
+            return x, s
+        if not np.isfinite(mu) or mu < 1e-300:
+            break
+        K = minus_A.copy()
+        K[diagonal] += s / x
+        lu = scipy.linalg.lu_factor(K, overwrite_a=True, check_finite=False)
+        b = scipy.linalg.lu_solve(lu, ones, check_finite=False)
+
+        def direction(r_c, lu=lu, b=b, r_s=r_s, r_e=r_e, x=x):
+            # (diag(s/π) − A)Δπ + Δv·1 = (r_c + π∘r_s)/π, 1ᵀΔπ = −r_e; Δs = −r_s + Δv·1 − AΔπ
+            a = scipy.linalg.lu_solve(lu, (r_c + x * r_s) / x, check_finite=False)
+            dv = (a.sum() + r_e) / b.sum()
+            dx = a - b * dv
+            return dx, -r_s + dv - A @ dx, dv
+
+        def step_to_boundary(dx, ds, x=x, s=s):
+            worst = max((-dx / x).max(), (-ds / s).max())
+            return np.inf if worst <= 0 else 1.0 / worst
+
+        dx, ds, _ = direction(-x * s)  # predictor (affine scaling), then Mehrotra's corrector
+        alpha = min(1.0, step_to_boundary(dx, ds))
+        sigma = ((x + alpha * dx) @ (s + alpha * ds) / n / mu) ** 3
+        dx, ds, dv = direction(sigma * mu - x * s - dx * ds)
+        alpha = min(1.0, 0.99 * step_to_boundary(dx, ds))
+        x, s, v = x + alpha * dx, s + alpha * ds, v + alpha * dv
+    return None, None
+
+
+def _lp_winner(A: np.ndarray) -> tuple[np.ndarray, str]:
     n = A.shape[0]
     # the value LP: minimize v subject to Aπ ≤ v·1, Σπ = 1, π ≥ 0 (v* = 0 for every such game)
     res = linprog(np.r_[np.zeros(n), 1.0], A_ub=np.c_[A, -np.ones(n)], b_ub=np.zeros(n),

@@ -1,6 +1,8 @@
 """Equilibria: hand-derived answers, fixed-point equations, and an independent solver (Nashpy)."""
 
 import nashpy
+from hypothesis import given
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 from scipy.special import softmax
@@ -121,3 +123,54 @@ def test_bad_tau():
         solve("rps", 1e-12)
     with pytest.raises(GamesimError, match="number"):
         solve("rps", "abc")
+
+
+@given(st.integers(2, 25), st.integers(0, 2 ** 31), st.integers(0, 3), st.sampled_from(["uniform", "sign", "rank2"]))
+def test_interior_point_support_matches_the_lp_max_support(n, seed, copies, kind):
+    """The interior-point path's certified equilibrium against the two-LP path on random games,
+    made degenerate (several equilibria) by duplicating responses or by sign/low-rank payoffs."""
+    from gamesim.equilibria import _certified_support_solution, _lp_winner
+
+    rng = np.random.default_rng(seed)
+    if kind == "rank2":
+        u, w = rng.standard_normal((2, n))
+        A = np.outer(u, w) - np.outer(w, u)
+    else:
+        L = np.tril(rng.uniform(-1, 1, (n, n)), -1)
+        A = L - L.T if kind == "uniform" else np.sign(L - L.T)
+    dup = rng.integers(0, n, copies)  # a copy of response y: the same row and column
+    idx = np.r_[np.arange(n), dup]
+    A = A[np.ix_(idx, idx)] / (2 * max(np.abs(A).max(), 1e-300))
+    pi = _certified_support_solution(A)
+    lp, _ = _lp_winner(A)
+    if pi is None:  # no certificate (1 in ~600 such games): the LP fallback answers
+        assert copies or kind != "uniform", "a generic game (unique equilibrium) must be certified"
+        return
+    assert 2 * (A @ pi).max() <= 1e-12 and pi.min() >= 0 and abs(pi.sum() - 1) <= 1e-12
+    np.testing.assert_array_equal(pi > 0, lp > 1e-9)  # the same (maximal) support
+
+
+def test_interior_point_is_the_lp_solution_on_a_large_generic_game():
+    """n = 300, lower triangle of L uniform on [−1, 1], A = (L − Lᵀ)/2: the equilibrium is unique and
+    mixed (about half the responses); HiGHS's LP and the interior-point path agree."""
+    from scipy.optimize import linprog
+
+    n = 300
+    L = np.tril(np.random.default_rng(0).uniform(-1, 1, (n, n)), -1)
+    A = (L - L.T) / 2
+    eq = solve(from_payoff(A))
+    assert eq.method == "interior-point" and eq.duality_gap <= 1e-13
+    res = linprog(np.r_[np.zeros(n), 1.0], A_ub=np.c_[A, -np.ones(n)], b_ub=np.zeros(n),
+                  A_eq=np.r_[np.ones(n), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)],
+                  method="highs")
+    np.testing.assert_allclose(eq.policy, res.x[:n], atol=1e-8)
+    assert 100 < np.count_nonzero(eq.policy) < 200
+
+
+def test_without_a_certificate_the_lp_answers(monkeypatch):
+    from gamesim import equilibria
+
+    monkeypatch.setattr(equilibria, "_interior_point", lambda A: (None, None))
+    A = np.array([[0, 0, -1, 1], [0, 0, -1, 1], [1, 1, 0, -1], [-1, -1, 1, 0.0]])
+    eq = solve(from_payoff(A))
+    assert eq.method == "lp+max-support" and np.all(eq.policy > 0.05)

@@ -1,0 +1,558 @@
+"""gamesim's exact engine against a plain numpy loop and hand-written JAX and numba loops, in one run.
+
+    python benchmarks/run.py [--quick] [--json PATH]
+
+Header: the machine line, then its measured limits: numpy float64 matmul GFLOP/s (2048³, best of
+3) and np.exp throughput (1e7 float64 elements, ns per element).
+
+1-4. Engine. One "iteration" is one OMD update of one game in log space,
+    log π ← normalize((1 − ητ) log π + ητ log π_ref + η A π),  A = P − 1/2, τ = 0.1, η = 0.5,
+in float64, timed in ns per game-iteration (lower is better) for each (n, batch). Batch 256 is
+256 different random games for n ≤ 100, and one shared game with 256 learning rates
+(linspace(0.05, 0.5)) for n = 1000. Columns:
+  numpy    the loop a researcher writes, vectorized over the batch, with the engine's running sums
+           (as benchmarks/engine.py); its length is calibrated so a timing takes ~1 s (~0.2 s --quick);
+  jax      the update in `lax.scan` under `jit` (vmap over the batch; for the shared game the vmap
+           of the matvec is a matmul), recording only the final policy; compiled ahead, then timed;
+  numba    `njit(fastmath=False)` loops: serial for batch 1, `prange` over games (each run to
+           completion) for 256 games, `prange` over row blocks of the matmul for the shared game;
+           compiled by a first call, then timed; "—" when numba is not installed;
+  gamesim  `simulate_batch(..., "omd", tau=0.1, iterations=T, record_every=T)` with every metric at
+           π_0 and π_T and the running sums every iteration, timed after a warm-up call of the same
+           shapes and T (benchmarks/engine.py's `gamesim_time`); "loop" subtracts the fixed
+           per-call cost (a call with iterations=0; nan when it is most of the call).
+jax, numba and gamesim run the same T (engine.py's, /20 with --quick). Ratios: gamesim / the best
+compiled baseline (raw and loop; target ≤ 1.5×) and numpy / gamesim (loop; target ≥ 100× for
+n ≤ 100); "✗" marks a miss. Checks: JAX's and numba's policies after 50 steps equal the numpy
+loop's to 1e-12 (else the script exits with an error), and gamesim's final policy is compared to
+JAX's after the T timed steps (shown; 1e-12 again).
+
+5. Recording: gamesim on 256 games of n = 10, T = 2000, with every metric every iteration
+(record_every=1) against record_every=T; best of 3 each; target ≤ 1.5×.
+6. τ = 0 equilibrium of a generic antisymmetric game (A = L − Lᵀ, L the strict lower triangle of
+a U[−1, 1] matrix, seed 0; the game P = (A + 1)/2): `gamesim.solve` against scipy's `linprog`
+(highs-ds, highs-ipm) on max v s.t. Aᵀx ≥ v, Σx = 1, x ≥ 0, and nashpy's `linear_program` (two
+LPs, row and column player; skipped at n = 1000 with --quick). Seconds (best of 3 for n ≤ 100,
+one run at n = 1000; each solve on a fresh game object, since games cache their solutions),
+exploitability max_i (Ax)_i (target ≤ 1e-10), best scipy / gamesim (target ≥ 10× at n = 1000).
+Then `gamesim.solve` at τ = 0.1 on random:n=2000 (target < 1 s).
+7. Start-up: `python -m gamesim.cli --help` and `games` (best of 3, target < 1 s), and
+`run cycle3 --algorithm inpo --eta 0.1 --tau 0.1 --iterations 1000` in a fresh process, JAX
+compilation included (best of 3, one with --quick; target < 3 s).
+8. Memory: peak resident memory (getrusage maxrss) of a fresh process running `simulate_batch` on
+256 random n = 10 games for 1,000,000 iterations (100,000 with --quick), record_every=1000
+(target < 1 GB).
+9. Replicator dynamics against nashpy's `replicator_dynamics` (scipy odeint of the continuous
+dynamics, which the discrete step π(1 + ηAπ) is the Euler scheme of) on random:n=10 from π_ref:
+K = 10,000 steps of η = 0.01 against K + 1 time points on [0, Kη]. gamesim is shown cold (first
+call: compilation and the equilibrium solve) and warm; "Δπ" is the final policies' difference
+(the Euler error, O(η), not a rounding check).
+"""
+
+import functools
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+
+import common
+import engine
+import numpy as np
+
+import gamesim
+
+TAU = engine.TAU
+STEPS_CHECKED = 50
+ROWS = [(n, batch) for batch in (1, 256) for n in (3, 10, 100, 1000)]
+
+
+# --- helpers ------------------------------------------------------------------------------------
+def best_of(repeats, fn):
+    """Smallest wall time of `repeats` calls of fn() (seconds), and fn's last result."""
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def mark(ratio, ok):
+    """A ratio as text, with ✗ when it misses its target; "—" when there is none."""
+    return "—" if ratio is None else f"{ratio:.3g}x{'' if ok else ' ✗'}"
+
+
+def ns(x):
+    return "—" if x is None else f"{x:.3g}"
+
+
+def print_header(header, min_width=9):
+    """Print a table header; returns the column widths for print_row."""
+    widths = [max(len(h), min_width) for h in header]
+    line = print_row(header, widths)
+    print("-" * len(line), flush=True)
+    return widths
+
+
+def print_row(cells, widths):
+    line = " | ".join(str(c).rjust(w) for c, w in zip(cells, widths))
+    print(line, flush=True)
+    return line
+
+
+def table(header, rows):
+    widths = print_header(header)
+    for cells in rows:
+        print_row(cells, widths)
+
+
+# --- machine limits -----------------------------------------------------------------------------
+def machine_limits():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 2048, 2048))
+    seconds, _ = best_of(3, lambda: a @ b)
+    x = rng.standard_normal(10_000_000)
+    y = np.empty_like(x)
+    exp_s, _ = best_of(3, lambda: np.exp(x, out=y))
+    return {"matmul_gflops": 2 * 2048 ** 3 / seconds / 1e9, "exp_ns_per_element": exp_s / x.size * 1e9}
+
+
+# --- the engine rows: one case as arrays ---------------------------------------------------------
+def case_arrays(games, eta, batch):
+    """(mode, A, log_ref, log_pi0, eta): mode "single" (A (n, n), eta a float), "games"
+    (A (B, n, n), log_ref (B, n), eta (B,)) or "shared" (A (n, n), log_ref (n,), eta (B,))."""
+    if batch == 1:
+        A, log_ref = games.payoff[0], np.log(games.stacked_reference[0])
+        return "single", A, log_ref, log_ref.copy(), float(eta)
+    if isinstance(games, list):
+        A = np.stack([g.payoff[0] for g in games])
+        log_ref = np.log(np.stack([g.stacked_reference[0] for g in games]))
+        return "games", A, log_ref, log_ref.copy(), np.full(batch, float(eta))
+    A, log_ref = games.payoff[0], np.log(games.stacked_reference[0])
+    return "shared", A, log_ref, np.tile(log_ref, (batch, 1)), np.asarray(eta, np.float64)
+
+
+def numpy_loop(mode, A, log_ref, log_pi, eta, T):
+    """T updates with the engine's running sums (benchmarks/engine.py's loop); the final π."""
+    e = eta if mode == "single" else eta[:, None]
+    pi = np.exp(log_pi)
+    sums = pi.copy(), (pi * (log_pi - log_ref)).sum(-1), log_pi - log_ref
+    for _ in range(T):
+        Api = np.einsum("bij,bj->bi", A, pi) if mode == "games" else pi @ A.T
+        logits = (1 - e * TAU) * log_pi + e * TAU * log_ref + e * Api
+        log_pi, pi, sums = common.log_softmax_and_sums(logits, log_ref, sums)
+    return pi
+
+
+def numpy_ns(case, batch, target):
+    """ns per game-iteration of the numpy loop, growing T until one timing takes `target` s."""
+    T = 1
+    while True:
+        t0 = time.perf_counter()
+        numpy_loop(*case, T)
+        seconds = time.perf_counter() - t0
+        if seconds >= target:
+            return seconds / (batch * T) * 1e9, T
+        T = max(2 * T, int(T * 1.2 * target / max(seconds, 1e-6)))
+
+
+def jax_compiled(case, T):
+    """The JAX baseline for `case`, compiled for T steps: a function of no arguments → final π."""
+    import jax
+    import jax.numpy as jnp
+
+    mode, A, log_ref, log_pi0, eta = case
+
+    def run(A, log_ref, log_pi, eta):
+        def step(carry, _):
+            log_pi, pi = carry
+            logits = (1 - eta * TAU) * log_pi + eta * TAU * log_ref + eta * (A @ pi)
+            z = logits - logits.max()
+            w = jnp.exp(z)
+            s = w.sum()
+            return (z - jnp.log(s), w / s), None
+
+        return jax.lax.scan(step, (log_pi, jnp.exp(log_pi)), length=T)[0][1]
+
+    axes = {"single": None, "games": (0, 0, 0, 0), "shared": (None, None, 0, 0)}[mode]
+    fn = jax.jit(run if axes is None else jax.vmap(run, in_axes=axes))
+    with jax.enable_x64(True):
+        compiled = fn.lower(A, log_ref, log_pi0, eta).compile()
+
+    def call():
+        with jax.enable_x64(True):
+            return np.asarray(compiled(A, log_ref, log_pi0, eta))
+
+    return call
+
+
+@functools.cache
+def numba_kernels():
+    """(serial, over games, shared) numba kernels, each → final π; None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    jit = functools.partial(numba.njit, fastmath=False, cache=False)
+
+    @jit
+    def serial(AT, log_ref, log_pi0, eta, T):
+        """One game (n,): A π as Σ_j π_j Aᵀ[j] (contiguous rows, vectorizable without fastmath)."""
+        n = log_pi0.shape[0]
+        log_pi = log_pi0.copy()
+        pi = np.exp(log_pi)
+        api = np.empty(n)
+        for _ in range(T):
+            api[:] = 0.0
+            for j in range(n):
+                pj = pi[j]
+                for i in range(n):
+                    api[i] += AT[j, i] * pj
+            m = -np.inf
+            for i in range(n):
+                log_pi[i] = (1 - eta * TAU) * log_pi[i] + eta * TAU * log_ref[i] + eta * api[i]
+                m = max(m, log_pi[i])
+            s = 0.0
+            for i in range(n):
+                pi[i] = math.exp(log_pi[i] - m)
+                s += pi[i]
+            lse = m + math.log(s)
+            for i in range(n):
+                log_pi[i] -= lse
+                pi[i] /= s
+        return pi
+
+    @jit(parallel=True)
+    def over_games(AT, log_ref, log_pi0, eta, T):
+        out = np.empty_like(log_pi0)
+        for b in numba.prange(log_pi0.shape[0]):
+            out[b] = serial(AT[b], log_ref[b], log_pi0[b], eta[b], T)
+        return out
+
+    @jit(parallel=True)
+    def shared(A, log_ref, log_pi0T, eta, T):
+        """One game, B learning rates; policies as (n, B) columns; prange over blocks of 8 rows
+        of A, each block streaming π one row at a time (vectorized over the batch)."""
+        n, B = log_pi0T.shape
+        log_pi = log_pi0T.copy()
+        pi = np.exp(log_pi)
+        api = np.empty((n, B))
+        m, s = np.empty(B), np.empty(B)
+        blocks = (n + 7) // 8
+        for _ in range(T):
+            for blk in numba.prange(blocks):
+                lo, hi = 8 * blk, min(8 * blk + 8, n)
+                api[lo:hi] = 0.0
+                for j in range(n):
+                    for i in range(lo, hi):
+                        a = A[i, j]
+                        for b in range(B):
+                            api[i, b] += a * pi[j, b]
+                for i in range(lo, hi):
+                    for b in range(B):
+                        log_pi[i, b] = ((1 - eta[b] * TAU) * log_pi[i, b] + eta[b] * TAU * log_ref[i]
+                                        + eta[b] * api[i, b])
+            m[:] = -np.inf
+            for i in range(n):
+                for b in range(B):
+                    m[b] = max(m[b], log_pi[i, b])
+            for i in numba.prange(n):
+                for b in range(B):
+                    pi[i, b] = math.exp(log_pi[i, b] - m[b])
+            s[:] = 0.0
+            for i in range(n):
+                for b in range(B):
+                    s[b] += pi[i, b]
+            for i in numba.prange(n):
+                for b in range(B):
+                    log_pi[i, b] -= m[b] + math.log(s[b])
+                    pi[i, b] /= s[b]
+        return pi
+
+    return serial, over_games, shared
+
+
+def numba_call(case, T):
+    """The numba baseline for `case` and T steps, as a function of no arguments → final π."""
+    kernels = numba_kernels()
+    if kernels is None:
+        return None
+    serial, over_games, shared = kernels
+    mode, A, log_ref, log_pi0, eta = case
+    if mode == "shared":
+        log_pi0T = np.ascontiguousarray(log_pi0.T)
+        return lambda: shared(A, log_ref, log_pi0T, eta, T).T
+    AT = np.ascontiguousarray(np.swapaxes(A, -1, -2))
+    return lambda: (serial if mode == "single" else over_games)(AT, log_ref, log_pi0, eta, T)
+
+
+def check_baselines(case, n, batch):
+    """Exit unless JAX's and numba's policies after STEPS_CHECKED steps equal numpy's to 1e-12."""
+    reference = numpy_loop(*case, STEPS_CHECKED)
+    errors = {"jax": np.abs(jax_compiled(case, STEPS_CHECKED)() - reference).max()}
+    nb = numba_call(case, STEPS_CHECKED)
+    if nb is not None:
+        errors["numba"] = np.abs(nb() - reference).max()
+    for name, err in errors.items():
+        if not err <= 1e-12:
+            sys.exit(f"error: n={n}, batch={batch}: the {name} baseline's policy after {STEPS_CHECKED} "
+                     f"steps differs from the numpy loop's by {err:.3g} > 1e-12")
+    return float(max(errors.values()))
+
+
+def gamesim_time(games, eta, T):
+    """Seconds of a timed simulate_batch call (after a warm-up one), of a call with iterations=0,
+    and the final policies (B, n)."""
+    def run(iters, k):
+        return gamesim.simulate_batch(games, "omd", eta=eta, tau=TAU, iterations=iters, record_every=k,
+                                      progress=False)
+
+    final = run(T, T).policies[:, -1]  # warm-up: compiles this shape and loop length
+    seconds, _ = best_of(1, lambda: run(T, T))
+    fixed, _ = best_of(1, lambda: run(0, 1))
+    return seconds, fixed, final
+
+
+def engine_row(n, batch, quick):
+    games, eta = engine.setup(n, batch)
+    case = case_arrays(games, eta, batch)
+    T = engine.GAMESIM_T[n, batch] // (20 if quick else 1)
+    per_it = 1e9 / (batch * T)
+    row = {"n": n, "batch": batch, "shared": n == 1000 and batch > 1, "T": T,
+           "baseline_check_err": check_baselines(case, n, batch)}
+    row["numpy_ns"], row["numpy_T"] = numpy_ns(case, batch, 0.2 if quick else 1.0)
+    jax_s, jax_pi = best_of(1, jax_compiled(case, T))
+    row["jax_ns"] = jax_s * per_it
+    nb = numba_call(case, T)
+    if nb is not None:
+        nb()  # compiles for these argument types (T is a runtime argument)
+    row["numba_ns"] = best_of(1, nb)[0] * per_it if nb is not None else None
+    seconds, fixed, final = gamesim_time(games, eta, T)
+    row.update(gamesim_ns=seconds * per_it, gamesim_fixed_s=fixed,
+               gamesim_loop_ns=(seconds - fixed) * per_it if seconds > 1.1 * fixed else None,
+               gamesim_vs_jax_err=float(np.abs(final.reshape(jax_pi.shape) - jax_pi).max()))
+    best = min(x for x in (row["jax_ns"], row["numba_ns"]) if x is not None)
+    per_iteration = row["gamesim_loop_ns"] or row["gamesim_ns"]
+    row.update(best_compiled_ns=best, gamesim_over_best=row["gamesim_ns"] / best,
+               gamesim_loop_over_best=row["gamesim_loop_ns"] and row["gamesim_loop_ns"] / best,
+               numpy_over_gamesim=row["numpy_ns"] / per_iteration)
+    return row
+
+
+ENGINE_HEADER = ["n", "batch", "T", "numpy", "jax", "numba", "gamesim", "gs loop", "gs/best", "gs loop/best",
+                 "numpy/gs", f"|Δπ| {STEPS_CHECKED} steps", "|Δπ| gs-jax"]
+
+
+def engine_cells(r):
+    numpy_ok = r["n"] > 100 or r["numpy_over_gamesim"] >= 100
+    return [r["n"], f"{r['batch']}{' shared' if r['shared'] else ''}", r["T"],
+            *(ns(r[k]) for k in ("numpy_ns", "jax_ns", "numba_ns", "gamesim_ns", "gamesim_loop_ns")),
+            mark(r["gamesim_over_best"], r["gamesim_over_best"] <= 1.5),
+            mark(r["gamesim_loop_over_best"], r["gamesim_loop_over_best"] <= 1.5),
+            mark(r["numpy_over_gamesim"], numpy_ok),
+            f"{r['baseline_check_err']:.0e}",
+            f"{r['gamesim_vs_jax_err']:.0e}{'' if r['gamesim_vs_jax_err'] <= 1e-12 else ' ✗'}"]
+
+
+def engine_section(quick):
+    print(f"\n1-4. Engine: ns per game-iteration (lower is better), OMD, tau = {TAU}. Targets: gs/best ≤ 1.5x, "
+          "numpy/gs (loop) ≥ 100x for n ≤ 100")
+    widths = print_header(ENGINE_HEADER)
+    rows = []
+    for n, batch in ROWS:
+        rows.append(engine_row(n, batch, quick))
+        print_row(engine_cells(rows[-1]), widths)
+    return rows
+
+
+# --- 5. recording cost ---------------------------------------------------------------------------
+def recording_section(quick):
+    games, eta = engine.setup(10, 256)
+    T = 2000
+    out = {"n": 10, "batch": 256, "T": T}
+    fixed, _ = best_of(3, lambda: gamesim.simulate_batch(games, "omd", eta=eta, tau=TAU, iterations=0,
+                                                         record_every=1, progress=False))
+    for k, name in ((T, "record_T"), (1, "record_1")):
+        def run(k=k):
+            return gamesim.simulate_batch(games, "omd", eta=eta, tau=TAU, iterations=T, record_every=k,
+                                          progress=False)
+        run()  # warm-up: compiles
+        out[f"{name}_s"] = best_of(3, run)[0]
+        out[f"{name}_loop_s"] = out[f"{name}_s"] - fixed
+    out["fixed_s"] = fixed
+    out["ratio"] = out["record_1_s"] / out["record_T_s"]
+    out["loop_ratio"] = out["record_1_loop_s"] / out["record_T_loop_s"]
+    print(f"\n5. Recording cost: gamesim, 256 games of n = 10, T = {T}, best of 3 (fixed per-call cost "
+          f"{fixed:.3f} s)")
+    table(["record_every", "seconds", "loop seconds", "ns/game-it (loop)"],
+          [[k, f"{out[f'{name}_s']:.3f}", f"{out[f'{name}_loop_s']:.3f}",
+            ns(out[f"{name}_loop_s"] / (256 * T) * 1e9)] for k, name in ((T, "record_T"), (1, "record_1"))])
+    print(f"every iteration / every T: {mark(out['ratio'], out['ratio'] <= 1.5)} raw, "
+          f"{mark(out['loop_ratio'], out['loop_ratio'] <= 1.5)} loop (target ≤ 1.5x)")
+    return out
+
+
+# --- 6. equilibria --------------------------------------------------------------------------------
+def antisymmetric(n):
+    L = np.tril(np.random.default_rng(0).uniform(-1, 1, (n, n)), -1)
+    return L - L.T
+
+
+def scipy_lp(A, method):
+    """The symmetric zero-sum game's LP: max v s.t. Aᵀx ≥ v·1, Σx = 1, x ≥ 0; returns x."""
+    from scipy.optimize import linprog
+
+    n = len(A)
+    res = linprog(np.r_[np.zeros(n), -1.0], A_ub=np.c_[-A.T, np.ones(n)], b_ub=np.zeros(n),
+                  A_eq=np.r_[np.ones(n), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)],
+                  method=method)
+    if res.status != 0:
+        sys.exit(f"error: linprog({method}) failed at n={n}: {res.message}")
+    return res.x[:n]
+
+
+def tau0_solvers(A, nashpy):
+    """name → function of no arguments returning an equilibrium x of A (gamesim: on a fresh game)."""
+    solvers = {"gamesim": lambda: gamesim.solve(gamesim.PreferenceGame((A + 1) / 2), 0.0).policy,
+               "highs-ds": lambda: scipy_lp(A, "highs-ds"), "highs-ipm": lambda: scipy_lp(A, "highs-ipm")}
+    if nashpy is not None:
+        solvers["nashpy"] = lambda: nashpy.Game(A).linear_program()[0]
+    return solvers
+
+
+def equilibrium_section(quick):
+    try:
+        import nashpy
+    except ImportError:
+        nashpy = None
+    print("\n6. tau = 0 equilibrium of a generic antisymmetric game: seconds (exploitability max_i (Ax)_i, "
+          "target ≤ 1e-10)")
+    rows, cells = [], []
+    for n in (10, 100, 1000):
+        A = antisymmetric(n)
+        P = (A + 1) / 2
+        assert np.abs(P + P.T - 1).max() <= 1e-15
+        gamesim.duality_gap(gamesim.PreferenceGame(P), np.full(n, 1 / n))  # warm-up of the gap's JAX ops
+        row = {"n": n}
+        for name, solver in tau0_solvers(A, nashpy if not (quick and n == 1000) else None).items():
+            seconds, x = best_of(3 if n <= 100 else 1, solver)
+            row[name] = {"s": seconds, "exploitability": float((A @ x).max())}
+        row["best_scipy_over_gamesim"] = min(row["highs-ds"]["s"], row["highs-ipm"]["s"]) / row["gamesim"]["s"]
+        rows.append(row)
+        ratio = row["best_scipy_over_gamesim"]
+        cells.append([n, *(f"{row[k]['s']:.3g} ({row[k]['exploitability']:.0e}"
+                           f"{'' if row[k]['exploitability'] <= 1e-10 else ' ✗'})" if k in row else "—"
+                           for k in ("gamesim", "highs-ds", "highs-ipm", "nashpy")),
+                      mark(ratio, ratio >= 10) if n == 1000 else f"{ratio:.3g}x"])
+    table(["n", "gamesim", "scipy highs-ds", "scipy highs-ipm", "nashpy", "best scipy/gamesim (≥10x at 1000)"],
+          cells)
+    game = gamesim.load_game("random:n=2000,seed=0")
+    gamesim.duality_gap(game, np.full(2000, 1 / 2000), 0.1)  # warm-up of the gap's JAX ops
+    seconds, eq = best_of(1, lambda: gamesim.solve(game, 0.1))
+    print(f"gamesim.solve(random:n=2000, tau=0.1): {seconds:.3g} s{'' if seconds < 1 else ' ✗'} (target < 1 s), "
+          f"duality gap {eq.duality_gap:.1e}, {eq.method}")
+    return {"tau0": rows, "tau_0.1_n2000": {"s": seconds, "duality_gap": eq.duality_gap}}
+
+
+# --- 7. start-up ----------------------------------------------------------------------------------
+def cli_seconds(args):
+    cmd = [sys.executable, "-m", "gamesim.cli", *args]
+    return lambda: subprocess.run(cmd, check=True, capture_output=True)
+
+
+def startup_section(quick):
+    out = {name: best_of(3, cli_seconds(args))[0] for name, args in (("help", ["--help"]), ("games", ["games"]))}
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = iter(range(3))
+        out["run"] = best_of(1 if quick else 3, lambda: cli_seconds(
+            ["run", "cycle3", "--algorithm", "inpo", "--eta", "0.1", "--tau", "0.1", "--iterations", "1000",
+             "--out", f"{tmp}/run{next(runs)}"])())[0]
+    print("\n7. Start-up: wall time of a fresh `python -m gamesim.cli ...` process")
+    table(["command", "seconds", "target"],
+          [["--help", f"{out['help']:.2f}{'' if out['help'] < 1 else ' ✗'}", "< 1 s"],
+           ["games", f"{out['games']:.2f}{'' if out['games'] < 1 else ' ✗'}", "< 1 s"],
+           ["run cycle3 inpo, 1000 it", f"{out['run']:.2f}{'' if out['run'] < 3 else ' ✗'}", "< 3 s"]])
+    return out
+
+
+# --- 8. memory ------------------------------------------------------------------------------------
+MEMORY_SCRIPT = """
+import resource, sys, time
+import gamesim
+games = [gamesim.load_game(f"random:n=10,seed={s}") for s in range(256)]
+t0 = time.perf_counter()
+gamesim.simulate_batch(games, "omd", eta=0.5, tau=0.1, iterations=int(sys.argv[1]), record_every=1000,
+                       progress=False)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory_section(quick):
+    iterations = 100_000 if quick else 1_000_000
+    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, str(iterations)], check=True,
+                            capture_output=True, text=True)
+    seconds, maxrss_kb = result.stdout.split()
+    out = {"iterations": iterations, "batch": 256, "n": 10, "record_every": 1000, "seconds": float(seconds),
+           "peak_rss_mb": int(maxrss_kb) / 1024}
+    print(f"\n8. Memory: simulate_batch, 256 games of n = 10, {iterations:,} iterations, record_every=1000 "
+          f"({out['seconds']:.1f} s): peak RSS {out['peak_rss_mb']:.0f} MB"
+          f"{'' if out['peak_rss_mb'] < 1024 else ' ✗'} (target < 1 GB)")
+    return out
+
+
+# --- 9. replicator dynamics ---------------------------------------------------------------------------
+def replicator_section(quick):
+    try:
+        import nashpy
+    except ImportError:
+        print("\n9. Replicator dynamics: — (nashpy is not installed)")
+        return None
+    game = gamesim.load_game("random:n=10,seed=0")
+    y0 = game.stacked_reference[0]
+    K, eta = 10_000, 0.01
+
+    def run():
+        return gamesim.simulate(game, "replicator", eta=eta, iterations=K, record_every=K, init=y0,
+                                progress=False).policies[-1]
+
+    cold, _ = best_of(1, run)
+    warm, pi = best_of(3, run)
+    timepoints = np.linspace(0, K * eta, K + 1)
+    nash_s, xs = best_of(3, lambda: nashpy.Game(game.payoff[0]).replicator_dynamics(y0=y0, timepoints=timepoints))
+    out = {"n": 10, "K": K, "eta": eta, "nashpy_s": nash_s, "gamesim_cold_s": cold, "gamesim_s": warm,
+           "nashpy_over_gamesim": nash_s / warm, "final_policy_diff": float(np.abs(xs[-1] - pi).max())}
+    print(f"\n9. Replicator dynamics on random:n=10, K = {K:,} steps of eta = {eta} (nashpy: odeint, K + 1 time "
+          "points); seconds, best of 3")
+    table(["nashpy", "gamesim cold", "gamesim", "nashpy/gamesim", "Δπ (Euler vs ODE)"],
+          [[f"{nash_s:.3g}", f"{cold:.3g}", f"{warm:.3g}", f"{out['nashpy_over_gamesim']:.3g}x",
+            f"{out['final_policy_diff']:.1e}"]])
+    return out
+
+
+def main():
+    args, machine = common.setup(__doc__)
+    machine.update(machine_limits())
+    print(f"limits: numpy float64 matmul {machine['matmul_gflops']:.0f} GFLOP/s (2048^3, best of 3), "
+          f"np.exp {machine['exp_ns_per_element']:.2f} ns/element (1e7 float64)")
+    try:
+        import numba
+
+        machine["numba"] = numba.__version__
+    except ImportError:
+        machine["numba"] = None
+    t0 = time.perf_counter()
+    results = {"engine": engine_section(args.quick), "recording": recording_section(args.quick),
+               "equilibrium": equilibrium_section(args.quick), "startup": startup_section(args.quick),
+               "memory": memory_section(args.quick), "replicator": replicator_section(args.quick)}
+    results["total_s"] = time.perf_counter() - t0
+    print(f"\ntotal {results['total_s']:.0f} s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
