@@ -93,13 +93,16 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
 def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seeds=0, inits=None,
                    record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
                    progress: bool | None = None, resume_from: Trajectory | None = None,
-                   feedback: str = "exact", **hyperparameters) -> Trajectory:
+                   feedback: str = "exact", devices: int | None = None, **hyperparameters) -> Trajectory:
     """Run a batch of B runs as one vmapped loop; every argument is one value or B values.
 
     games: one game (shared, not copied) or B games of one shape. eta, tau, seeds, inits and each
     hyperparameter: one value or B values.
     The result has a leading batch axis. The runs are independent: each equals its own `simulate`.
     The sampling options (pairs=, fit=, …) are one value for the whole batch.
+    devices: how many local devices the batch axis is split over with `jax.sharding` (default:
+    the largest count ≤ jax.local_device_count() that divides B; 1 turns it off). Runs are
+    independent, so the split changes where they run, not their numbers.
     """
     sampling = {k: hyperparameters.pop(k) for k in SAMPLING_OPTIONS if k in hyperparameters}
     if feedback == "sampled":
@@ -139,10 +142,40 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
 
     with jax.enable_x64(dtype == "float64"):
         return _run(alg, games, games_b, etas, taus, seeds_b, inits_b, params, T, k, schedule, dtype,
-                    progress, resume_from)
+                    progress, resume_from, _batch_sharding(B, devices))
 
 
-def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, dtype, progress, resume_from):
+def _batch_sharding(B: int, devices: int | None):
+    """(sharding of arrays with a leading batch axis, replicated sharding), or None on one device."""
+    import jax
+
+    available = jax.local_device_count()
+    if devices is None:
+        devices = max(d for d in range(1, available + 1) if B % d == 0)
+    if not (isinstance(devices, int) and 1 <= devices <= available and B % devices == 0):
+        raise GamesimError(f"devices = {devices!r}: give an integer between 1 and the {available} local devices "
+                           f"that divides the batch size {B}")
+    if devices == 1:
+        return None
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()[:devices]), ("batch",))
+    return NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+
+
+def _place(tree, sharding, B: int, split: bool = True):
+    """Put a pytree's arrays on the devices: a leading axis B split (if `split`), the rest replicated."""
+    import jax
+
+    if sharding is None:
+        return tree
+    batch, replicated = sharding
+    return jax.tree_util.tree_map(
+        lambda x: jax.device_put(x, batch if split and np.ndim(x) and np.shape(x)[0] == B else replicated), tree)
+
+
+def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, dtype, progress, resume_from,
+         sharding=None):
     import jax
 
     t0 = time.perf_counter()
@@ -168,8 +201,10 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
                      for g, init, s in zip(games_b, inits, seeds)])
     start = _start(alg, shared)
     keys = np.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
+    B = len(taus)
+    consts, hyper = _place(consts, sharding, B, split=not shared), _place(hyper, sharding, B)
     if resume_from is None:
-        carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, log_pi0, keys))
+        carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, *_place((log_pi0, keys), sharding, B)))
         done, records = 0, [({k: v[:, None] for k, v in metrics0.items()}, policy0[:, None])]
     else:
         done = int(resume_from.iterations[-1])
@@ -185,8 +220,8 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     chunks = []  # (state, records) of each finished chunk, appended in one step so they never disagree
     try:
         for r in filter(None, sizes):
-            chunks.append(jax.device_get(_chunk(alg, shared, k, r)(chunks[-1][0] if chunks else carry,
-                                                                        consts, hyper)))
+            state = _place(chunks[-1][0] if chunks else carry, sharding, B)
+            chunks.append(jax.device_get(_chunk(alg, shared, k, r)(state, consts, hyper)))
             if bar is not None:
                 bar.update(r * k)
     except KeyboardInterrupt:

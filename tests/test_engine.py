@@ -138,3 +138,42 @@ def test_bad_batches():
         simulate_batch("cycle3", "omd", eta=[0.1, 0.2], tau=[0.1, 0.2, 0.3], iterations=10)
     with pytest.raises(GamesimError, match="same number of responses"):
         simulate_batch(["cycle3", "random:n=4"], "omd", eta=0.1, iterations=10)
+
+
+SHARDED = """
+import json, jax, numpy as np, gamesim
+from gamesim import engine
+games = [gamesim.load_game(f"random:n=10,seed={s}") for s in range(4)]
+diffs = {}
+for shared in (False, True):
+    for feedback, extra in (("exact", {}), ("sampled", {"pairs": 16})):
+        a, b = (gamesim.simulate_batch(games[0] if shared else games, "inpo", eta=[0.1, 0.2, 0.3, 0.4], tau=0.1,
+                                       iterations=200, record_every=50, seeds=[0, 1, 2, 3], progress=False,
+                                       devices=d, feedback=feedback, **extra) for d in (1, 2))
+        diffs[f"{shared}-{feedback}"] = [float(np.abs(a.policies - b.policies).max()),
+                                         max(float(np.abs(a.metrics[m] - b.metrics[m]).max()) for m in a.metrics)]
+sharding = engine._batch_sharding(4, None)
+x = engine._place(np.zeros((4, 3)), sharding, 4)
+print(json.dumps({"devices": jax.local_device_count(), "split": len(x.sharding.device_set),
+                  "replicated": x.sharding.is_fully_replicated, "diffs": diffs}))
+"""
+
+
+def test_sharded_batch_equals_the_unsharded_one():
+    """With two CPU devices forced, the batch axis is split over them (jax.sharding) and every
+    trajectory, exact or sampled, on distinct or shared games, is the one-device trajectory."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["devices"] == 2 and out["split"] == 2 and not out["replicated"], out
+    for name, (policy_diff, metric_diff) in out["diffs"].items():
+        assert policy_diff == 0 and metric_diff <= 1e-13, (name, out)
+    with pytest.raises(GamesimError, match="between 1 and the 1 local devices"):
+        simulate_batch("rps", "omd", eta=[0.1, 0.2], iterations=2, devices=2)
