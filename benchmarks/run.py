@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--json PATH]
 
-Header: the machine line, then its measured limits: numpy float64 matmul GFLOP/s (2048³, best of
+Header: the machine line, then its measured limits (9): numpy float64 matmul GFLOP/s (2048³, best of
 3) and np.exp throughput (1e7 float64 elements, ns per element).
 
 1-4. Engine. One "iteration" is one OMD update of one game in log space,
@@ -16,16 +16,16 @@ in float64, timed in ns per game-iteration (lower is better) for each (n, batch)
            of the matvec is a matmul), recording only the final policy; compiled ahead, then timed;
   numba    `njit(fastmath=False)` loops: serial for batch 1, `prange` over games (each run to
            completion) for 256 games, `prange` over row blocks of the matmul for the shared game;
-           compiled by a first call, then timed; "—" when numba is not installed;
+           compiled by the 50-step check below, then timed; "—" when numba is not installed;
   gamesim  `simulate_batch(..., "omd", tau=0.1, iterations=T, record_every=T)` with every metric at
            π_0 and π_T and the running sums every iteration, timed after a warm-up call of the same
-           shapes and T (benchmarks/engine.py's `gamesim_time`); "loop" subtracts the fixed
-           per-call cost (a call with iterations=0; nan when it is most of the call).
+           shapes and T (as benchmarks/engine.py); "gs loop" subtracts the fixed per-call cost
+           (a call with iterations=0; "—" when it is most of the call).
 jax, numba and gamesim run the same T (engine.py's, /20 with --quick). Ratios: gamesim / the best
 compiled baseline (raw and loop; target ≤ 1.5×) and numpy / gamesim (loop; target ≥ 100× for
 n ≤ 100); "✗" marks a miss. Checks: JAX's and numba's policies after 50 steps equal the numpy
 loop's to 1e-12 (else the script exits with an error), and gamesim's final policy is compared to
-JAX's after the T timed steps (shown; 1e-12 again).
+JAX's after the T timed steps (shown, ✗ above 1e-12).
 
 5. Recording: gamesim on 256 games of n = 10, T = 2000, with every metric every iteration
 (record_every=1) against record_every=T; best of 3 each; target ≤ 1.5×.
@@ -42,7 +42,7 @@ compilation included (best of 3, one with --quick; target < 3 s).
 8. Memory: peak resident memory (getrusage maxrss) of a fresh process running `simulate_batch` on
 256 random n = 10 games for 1,000,000 iterations (100,000 with --quick), record_every=1000
 (target < 1 GB).
-9. Replicator dynamics against nashpy's `replicator_dynamics` (scipy odeint of the continuous
+10. Replicator dynamics against nashpy's `replicator_dynamics` (scipy odeint of the continuous
 dynamics, which the discrete step π(1 + ηAπ) is the Euler scheme of) on random:n=10 from π_ref:
 K = 10,000 steps of η = 0.01 against K + 1 time points on [0, Kη]. gamesim is shown cold (first
 call: compilation and the equilibrium solve) and warm; "Δπ" is the final policies' difference
@@ -50,6 +50,7 @@ call: compilation and the equilibrium solve) and warm; "Δπ" is the final polic
 """
 
 import functools
+import importlib
 import json
 import math
 import subprocess
@@ -69,6 +70,14 @@ ROWS = [(n, batch) for batch in (1, 256) for n in (3, 10, 100, 1000)]
 
 
 # --- helpers ------------------------------------------------------------------------------------
+def optional(name):
+    """The module `name`, or None when it is not installed (numba, nashpy: benchmark-only)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 def best_of(repeats, fn):
     """Smallest wall time of `repeats` calls of fn() (seconds), and fn's last result."""
     best = math.inf
@@ -79,9 +88,12 @@ def best_of(repeats, fn):
     return best, out
 
 
-def mark(ratio, ok):
-    """A ratio as text, with ✗ when it misses its target; "—" when there is none."""
-    return "—" if ratio is None else f"{ratio:.3g}x{'' if ok else ' ✗'}"
+def mark(ratio, at_most=None, at_least=None):
+    """A ratio as text, with ✗ when it misses its target; "—" when there is no ratio."""
+    if ratio is None:
+        return "—"
+    missed = (at_most is not None and ratio > at_most) or (at_least is not None and ratio < at_least)
+    return f"{ratio:.3g}x{' ✗' if missed else ''}"
 
 
 def ns(x):
@@ -191,11 +203,9 @@ def jax_compiled(case, T):
 @functools.cache
 def numba_kernels():
     """(serial, over games, shared) numba kernels, each → final π; None without numba."""
-    try:
-        import numba
-    except ImportError:
+    numba = optional("numba")
+    if numba is None:
         return None
-
     jit = functools.partial(numba.njit, fastmath=False, cache=False)
 
     @jit
@@ -326,9 +336,7 @@ def engine_row(n, batch, quick):
     row["numpy_ns"], row["numpy_T"] = numpy_ns(case, batch, 0.2 if quick else 1.0)
     jax_s, jax_pi = best_of(1, jax_compiled(case, T))
     row["jax_ns"] = jax_s * per_it
-    nb = numba_call(case, T)
-    if nb is not None:
-        nb()  # compiles for these argument types (T is a runtime argument)
+    nb = numba_call(case, T)  # compiled by check_baselines: T is a runtime argument
     row["numba_ns"] = best_of(1, nb)[0] * per_it if nb is not None else None
     seconds, fixed, final = gamesim_time(games, eta, T)
     row.update(gamesim_ns=seconds * per_it, gamesim_fixed_s=fixed,
@@ -347,12 +355,10 @@ ENGINE_HEADER = ["n", "batch", "T", "numpy", "jax", "numba", "gamesim", "gs loop
 
 
 def engine_cells(r):
-    numpy_ok = r["n"] > 100 or r["numpy_over_gamesim"] >= 100
     return [r["n"], f"{r['batch']}{' shared' if r['shared'] else ''}", r["T"],
             *(ns(r[k]) for k in ("numpy_ns", "jax_ns", "numba_ns", "gamesim_ns", "gamesim_loop_ns")),
-            mark(r["gamesim_over_best"], r["gamesim_over_best"] <= 1.5),
-            mark(r["gamesim_loop_over_best"], r["gamesim_loop_over_best"] <= 1.5),
-            mark(r["numpy_over_gamesim"], numpy_ok),
+            mark(r["gamesim_over_best"], at_most=1.5), mark(r["gamesim_loop_over_best"], at_most=1.5),
+            mark(r["numpy_over_gamesim"], at_least=100 if r["n"] <= 100 else None),
             f"{r['baseline_check_err']:.0e}",
             f"{r['gamesim_vs_jax_err']:.0e}{'' if r['gamesim_vs_jax_err'] <= 1e-12 else ' ✗'}"]
 
@@ -390,8 +396,8 @@ def recording_section(quick):
     table(["record_every", "seconds", "loop seconds", "ns/game-it (loop)"],
           [[k, f"{out[f'{name}_s']:.3f}", f"{out[f'{name}_loop_s']:.3f}",
             ns(out[f"{name}_loop_s"] / (256 * T) * 1e9)] for k, name in ((T, "record_T"), (1, "record_1"))])
-    print(f"every iteration / every T: {mark(out['ratio'], out['ratio'] <= 1.5)} raw, "
-          f"{mark(out['loop_ratio'], out['loop_ratio'] <= 1.5)} loop (target ≤ 1.5x)")
+    print(f"every iteration / every T: {mark(out['ratio'], at_most=1.5)} raw, "
+          f"{mark(out['loop_ratio'], at_most=1.5)} loop (target ≤ 1.5x)")
     return out
 
 
@@ -423,14 +429,21 @@ def tau0_solvers(A, nashpy):
     return solvers
 
 
+def solver_cell(result):
+    """"seconds (exploitability)", ✗ when the exploitability misses 1e-10; "—" when not run."""
+    if result is None:
+        return "—"
+    e = result["exploitability"]
+    return f"{result['s']:.3g} ({e:.0e}{'' if e <= 1e-10 else ' ✗'})"
+
+
 def equilibrium_section(quick):
-    try:
-        import nashpy
-    except ImportError:
-        nashpy = None
+    nashpy = optional("nashpy")
     print("\n6. tau = 0 equilibrium of a generic antisymmetric game: seconds (exploitability max_i (Ax)_i, "
           "target ≤ 1e-10)")
-    rows, cells = [], []
+    widths = print_header(["n", "gamesim", "scipy highs-ds", "scipy highs-ipm", "nashpy",
+                           "best scipy/gamesim (≥10x at 1000)"], min_width=16)
+    rows = []
     for n in (10, 100, 1000):
         A = antisymmetric(n)
         P = (A + 1) / 2
@@ -442,13 +455,8 @@ def equilibrium_section(quick):
             row[name] = {"s": seconds, "exploitability": float((A @ x).max())}
         row["best_scipy_over_gamesim"] = min(row["highs-ds"]["s"], row["highs-ipm"]["s"]) / row["gamesim"]["s"]
         rows.append(row)
-        ratio = row["best_scipy_over_gamesim"]
-        cells.append([n, *(f"{row[k]['s']:.3g} ({row[k]['exploitability']:.0e}"
-                           f"{'' if row[k]['exploitability'] <= 1e-10 else ' ✗'})" if k in row else "—"
-                           for k in ("gamesim", "highs-ds", "highs-ipm", "nashpy")),
-                      mark(ratio, ratio >= 10) if n == 1000 else f"{ratio:.3g}x"])
-    table(["n", "gamesim", "scipy highs-ds", "scipy highs-ipm", "nashpy", "best scipy/gamesim (≥10x at 1000)"],
-          cells)
+        print_row([n, *(solver_cell(row.get(k)) for k in ("gamesim", "highs-ds", "highs-ipm", "nashpy")),
+                   mark(row["best_scipy_over_gamesim"], at_least=10 if n == 1000 else None)], widths)
     game = gamesim.load_game("random:n=2000,seed=0")
     gamesim.duality_gap(game, np.full(2000, 1 / 2000), 0.1)  # warm-up of the gap's JAX ops
     seconds, eq = best_of(1, lambda: gamesim.solve(game, 0.1))
@@ -458,18 +466,17 @@ def equilibrium_section(quick):
 
 
 # --- 7. start-up ----------------------------------------------------------------------------------
-def cli_seconds(args):
+def cli_seconds(args, repeats):
+    """Best wall time of `repeats` fresh `python -m gamesim.cli ARGS` processes."""
     cmd = [sys.executable, "-m", "gamesim.cli", *args]
-    return lambda: subprocess.run(cmd, check=True, capture_output=True)
+    return best_of(repeats, lambda: subprocess.run(cmd, check=True, capture_output=True))[0]
 
 
 def startup_section(quick):
-    out = {name: best_of(3, cli_seconds(args))[0] for name, args in (("help", ["--help"]), ("games", ["games"]))}
+    out = {"help": cli_seconds(["--help"], 3), "games": cli_seconds(["games"], 3)}
     with tempfile.TemporaryDirectory() as tmp:
-        runs = iter(range(3))
-        out["run"] = best_of(1 if quick else 3, lambda: cli_seconds(
-            ["run", "cycle3", "--algorithm", "inpo", "--eta", "0.1", "--tau", "0.1", "--iterations", "1000",
-             "--out", f"{tmp}/run{next(runs)}"])())[0]
+        out["run"] = cli_seconds(["run", "cycle3", "--algorithm", "inpo", "--eta", "0.1", "--tau", "0.1",
+                                  "--iterations", "1000", "--out", tmp, "--overwrite"], 1 if quick else 3)
     print("\n7. Start-up: wall time of a fresh `python -m gamesim.cli ...` process")
     table(["command", "seconds", "target"],
           [["--help", f"{out['help']:.2f}{'' if out['help'] < 1 else ' ✗'}", "< 1 s"],
@@ -505,10 +512,9 @@ def memory_section(quick):
 
 # --- 9. replicator dynamics ---------------------------------------------------------------------------
 def replicator_section(quick):
-    try:
-        import nashpy
-    except ImportError:
-        print("\n9. Replicator dynamics: — (nashpy is not installed)")
+    nashpy = optional("nashpy")
+    if nashpy is None:
+        print("\n10. Replicator dynamics: — (nashpy is not installed)")
         return None
     game = gamesim.load_game("random:n=10,seed=0")
     y0 = game.stacked_reference[0]
@@ -524,7 +530,7 @@ def replicator_section(quick):
     nash_s, xs = best_of(3, lambda: nashpy.Game(game.payoff[0]).replicator_dynamics(y0=y0, timepoints=timepoints))
     out = {"n": 10, "K": K, "eta": eta, "nashpy_s": nash_s, "gamesim_cold_s": cold, "gamesim_s": warm,
            "nashpy_over_gamesim": nash_s / warm, "final_policy_diff": float(np.abs(xs[-1] - pi).max())}
-    print(f"\n9. Replicator dynamics on random:n=10, K = {K:,} steps of eta = {eta} (nashpy: odeint, K + 1 time "
+    print(f"\n10. Replicator dynamics on random:n=10, K = {K:,} steps of eta = {eta} (nashpy: odeint, K + 1 time "
           "points); seconds, best of 3")
     table(["nashpy", "gamesim cold", "gamesim", "nashpy/gamesim", "Δπ (Euler vs ODE)"],
           [[f"{nash_s:.3g}", f"{cold:.3g}", f"{warm:.3g}", f"{out['nashpy_over_gamesim']:.3g}x",
@@ -537,12 +543,7 @@ def main():
     machine.update(machine_limits())
     print(f"limits: numpy float64 matmul {machine['matmul_gflops']:.0f} GFLOP/s (2048^3, best of 3), "
           f"np.exp {machine['exp_ns_per_element']:.2f} ns/element (1e7 float64)")
-    try:
-        import numba
-
-        machine["numba"] = numba.__version__
-    except ImportError:
-        machine["numba"] = None
+    machine.update({name: getattr(optional(name), "__version__", None) for name in ("numba", "nashpy")})
     t0 = time.perf_counter()
     results = {"engine": engine_section(args.quick), "recording": recording_section(args.quick),
                "equilibrium": equilibrium_section(args.quick), "startup": startup_section(args.quick),

@@ -27,7 +27,8 @@ is polished to float64 accuracy: every equilibrium satisfies (Aπ)_S = 0 (comple
 so π_S is projected onto {A_SS π_S = 0, Σπ_S = 1} by least squares and kept if its gap is smaller.
 
 τ > 0, the regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ) (unique; NLHF Prop. 1):
-damped Newton on F(x) = x − log BR_τ(softmax x) in log-probabilities (merit ‖F‖₂), from π_ref; if Newton stalls, a continuation in τ (solve at
+damped Newton on F(x) = x − log BR_τ(softmax x) in log-probabilities (merit ‖F‖₂), from π_ref, reusing the last
+factorization (chord steps) while that contracts ‖F‖ tenfold; if Newton stalls, a continuation in τ (solve at
 larger τ first, warm-start the next) takes over. It stops when ‖F‖ stops falling, and succeeds
 if max_y |π_y − BR_τ(π)_y| ≤ 1e-13 (or the rounding floor ~ε/τ for tiny τ; τ < 1e-10 is refused).
 """
@@ -285,8 +286,9 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
     Converged means max_y |π_y − BR_τ(π)_y| ≤ max(RESIDUAL_TARGET, 16 ε max|A|/τ), the second term
     the rounding floor of computing Aπ/τ; it iterates until ‖F‖ stops falling.
     """
+    import scipy.linalg
+
     n = len(x)
-    ones = np.ones(n)
     tol = max(RESIDUAL_TARGET, 16 * np.finfo(float).eps * np.abs(A).max() / tau)
 
     def evaluate(x):
@@ -294,17 +296,32 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
         log_q = log_softmax(log_ref + A @ pi / tau)
         return pi, log_q, x - log_q
 
+    def converged(pi, log_q):
+        return float(np.max(np.abs(pi - np.exp(log_q)))) <= tol
+
     pi, log_q, F = evaluate(x)
-    norm = np.linalg.norm(F)
+    norm, lu = np.linalg.norm(F), None
     for _ in range(_MAX_NEWTON):
+        if lu is not None:  # a chord step (the last Jacobian again), kept while it contracts ‖F‖ 10×
+            x_new = log_softmax(x - scipy.linalg.lu_solve(lu, F, check_finite=False))
+            pi_new, log_q_new, F_new = evaluate(x_new)
+            norm_new = np.linalg.norm(F_new)
+            if np.isfinite(norm_new) and norm_new < 0.1 * norm:
+                x, pi, log_q, F, norm = x_new, pi_new, log_q_new, F_new, norm_new
+                continue
+            if float(np.max(np.abs(pi - np.exp(log_q)))) <= 0.01 * RESIDUAL_TARGET:
+                break  # far below the target: a fresh Jacobian would not help
         q = np.exp(log_q)
-        # J = I − (I − 1qᵀ)(A/τ)(diag π − ππᵀ)
-        M = (A * pi - np.outer(A @ pi, pi)) / tau
-        J = np.eye(n) - M + np.outer(ones, q @ M)
+        # J = I − (I − 1qᵀ)(A/τ)(diag π − ππᵀ), built in place
+        J = np.multiply(A, pi / -tau)
+        J += np.outer(A @ pi, pi / tau)
+        J -= q @ J
+        J[np.diag_indices(n)] += 1.0
         try:
-            step = np.linalg.solve(J, -F)
-        except np.linalg.LinAlgError:
+            lu = scipy.linalg.lu_factor(J, overwrite_a=True, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError):
             break
+        step = -scipy.linalg.lu_solve(lu, F, check_finite=False)
         alpha = 1.0
         while alpha > 1e-6:
             x_new = log_softmax(x + alpha * step)
@@ -315,8 +332,10 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
             alpha /= 2
         else:
             break
+        if alpha < 1:
+            lu = None  # chord steps only from a full Newton step
         x, pi, log_q, F, norm = x_new, pi_new, log_q_new, F_new, norm_new
-    return x, float(np.max(np.abs(pi - np.exp(log_q)))) <= tol
+    return x, converged(pi, log_q)
 
 
 def fixed_point_residual(game, policy, tau: float) -> float:
