@@ -45,10 +45,35 @@ def main(argv=None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command not in (cmd_games,):
+            _use_compilation_cache()
         return args.command(args)
     except GamesimError as exc:
         print(f"gamesim: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _use_compilation_cache() -> None:
+    """JAX's persistent compilation cache, so that a command's compiled loops are reused by the
+    next command: $GAMESIM_CACHE_DIR, else $XDG_CACHE_HOME/gamesim/jax or ~/.cache/gamesim/jax
+    (GAMESIM_CACHE_DIR= empty turns it off). Only the command line sets it; library users choose."""
+    import os
+
+    default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gamesim" / "jax"
+    directory = os.environ.get("GAMESIM_CACHE_DIR", str(default))
+    if not directory or "jax" in sys.modules and _jax_cache_set():
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _jax_cache_set() -> bool:
+    import jax
+
+    return bool(jax.config.jax_compilation_cache_dir)
 
 
 def _build_parser() -> argparse.ArgumentParser:

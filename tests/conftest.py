@@ -1,6 +1,7 @@
 """Shared fixtures. JAX compiles once per shape and loop length: tests reuse a few of each."""
 
 import os
+import tempfile
 
 import pytest
 from hypothesis import settings
@@ -8,6 +9,8 @@ from hypothesis import settings
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+# the command line's JAX compilation cache goes to a scratch directory, not the user's cache
+os.environ["GAMESIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="gamesim-test-jax-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -106,3 +106,24 @@ def test_algorithms_lists_every_algorithm(capsys):
     assert main(["algorithms"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ALGORITHMS)
+
+
+def test_commands_share_compilations_through_the_persistent_cache(tmp_path):
+    """A second `gamesim run` of the same shape loads its compiled loops from the cache the first
+    one wrote (GAMESIM_CACHE_DIR); `gamesim games` never imports JAX."""
+    import os
+
+    env = {**os.environ, "GAMESIM_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "gamesim.cli", "run", "cycle3", "--algorithm", "inpo", "--eta", "0.1", "--tau",
+            "0.1", "--iterations", "100"]
+    first = subprocess.run([*args, "--out", str(tmp_path / "a")], env=env, capture_output=True, text=True,
+                           check=False)
+    assert first.returncode == 0, first.stderr
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert any(name.startswith("jit_chunk") for name in entries), entries
+    second = subprocess.run([*args, "--out", str(tmp_path / "b")], env=env, capture_output=True, text=True,
+                            check=False)
+    assert second.returncode == 0 and sorted(p.name for p in (tmp_path / "cache").iterdir()) == entries
+    probe = "import sys; from gamesim.cli import main; main(['games']); print('jax' in sys.modules)"
+    games = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    assert games.stdout.strip().splitlines()[-1] == "False"
