@@ -45,8 +45,7 @@ def main(argv=None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
-        if args.command not in (cmd_games,):
-            _use_compilation_cache()
+        _use_compilation_cache()
         return args.command(args)
     except GamesimError as exc:
         print(f"gamesim: error: {exc}", file=sys.stderr)
@@ -56,24 +55,25 @@ def main(argv=None) -> int:
 def _use_compilation_cache() -> None:
     """JAX's persistent compilation cache, so that a command's compiled loops are reused by the
     next command: $GAMESIM_CACHE_DIR, else $XDG_CACHE_HOME/gamesim/jax or ~/.cache/gamesim/jax
-    (GAMESIM_CACHE_DIR= empty turns it off). Only the command line sets it; library users choose."""
+    (GAMESIM_CACHE_DIR= empty turns it off). Only the command line sets it; library users choose.
+    Set through JAX's environment variables, so a command that never computes never imports JAX."""
     import os
 
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gamesim" / "jax"
     directory = os.environ.get("GAMESIM_CACHE_DIR", str(default))
-    if not directory or "jax" in sys.modules and _jax_cache_set():
+    settings = {"jax_compilation_cache_dir": directory, "jax_persistent_cache_min_compile_time_secs": 0.0,
+                "jax_persistent_cache_min_entry_size_bytes": 0}
+    if not directory:
+        return
+    if "jax" not in sys.modules:
+        for name, value in settings.items():
+            os.environ.setdefault(name.upper(), str(value))
         return
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def _jax_cache_set() -> bool:
-    import jax
-
-    return bool(jax.config.jax_compilation_cache_dir)
+    if not jax.config.jax_compilation_cache_dir:  # in-process callers (tests): set once
+        for name, value in settings.items():
+            jax.config.update(name, value)
 
 
 def _build_parser() -> argparse.ArgumentParser:
