@@ -83,6 +83,8 @@ class Algorithm:
     one step makes (0 for exact methods; a `queries` metric is recorded when > 0).
     target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
     uses_tau: False when τ only selects the game the metrics measure.
+    mirror_chain: "omd", "hedge" or "nash-md" when the update is that chain of mirror steps, which
+    the engine can also run as a numba loop (`numba_engine`); None for JAX only.
     Compiled loops are cached per Algorithm object (identity), so a modified copy gets its own.
     """
 
@@ -102,6 +104,7 @@ class Algorithm:
     default_init: str = "reference"
     queries_per_step: int = 0
     needs_tau: bool = False
+    mirror_chain: str | None = None
 
     def resolve_params(self, given: dict) -> dict:
         """The full hyperparameters: `given` checked against `params`, defaults filled in."""
@@ -183,15 +186,15 @@ _THEOREM = ("constant", "theorem")
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("omd", _omd, "INPO eq. 5; NLHF eqs. 7–8", "π*_τ, last iterate (τ > 0); average iterate (τ = 0)",
-              schedules=_THEOREM),
+              schedules=_THEOREM, mirror_chain="omd"),
     Algorithm("inpo", _omd, "INPO (Zhang et al. 2024) eq. 5; losses eqs. 7–8", "π*_τ, last iterate",
-              schedules=_THEOREM),
+              schedules=_THEOREM, mirror_chain="omd"),
     Algorithm("nash-md", lambda s, A, r, eta, tau, t, p: u.nash_md_update(s, A, r, eta, tau),
               "Nash-MD (Munos et al. 2023) eqs. 3–4",
               "π*_τ with schedule 'theorem'; the biased point of Calandriello eq. 13 (β = ητ) with constant η",
-              schedules=_THEOREM),
+              schedules=_THEOREM, mirror_chain="nash-md"),
     Algorithm("sppo", _hedge, "SPPO (Wu et al. 2024) eq. 4.1", "von Neumann winner, average iterate only",
-              kl_bounded=False, target="original", uses_tau=False),
+              kl_bounded=False, target="original", uses_tau=False, mirror_chain="hedge"),
     Algorithm("optimistic-omd",
               lambda s, A, r, eta, tau, t, p: u.optimistic_omd_update(s[0], s[1], A, r, eta, tau),
               "optimistic MWU (Rakhlin & Sridharan 2013; Daskalakis & Panageas 2019), KL to π_ref",
@@ -222,10 +225,11 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               init=lambda lp, A, r, key: (lp, jnp.zeros_like(lp)), log_policy=_first, target="original",
               uses_tau=False),
     Algorithm("iterative-ipo", _hedge, "iterative IPO (Azar et al. 2023) with reference π_t: Hedge",
-              "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False),
+              "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False,
+              mirror_chain="hedge"),
     Algorithm("dno", _hedge, "DNO (Rosset et al. 2024) Alg. 1 / SPO (Swamy et al. 2024), idealized",
               "von Neumann winner, average iterate (its output)", kl_bounded=False, target="original",
-              uses_tau=False, default_init="uniform"),
+              uses_tau=False, default_init="uniform", mirror_chain="hedge"),
     Algorithm("fictitious-play", lambda s, A, r, eta, tau, t, p: u.fictitious_play_update(s, A, r, tau, t),
               "fictitious play (Brown 1951; Robinson 1951); smooth when τ > 0",
               "von Neumann winner (τ = 0) or π*_τ, the iterate being the empirical average",

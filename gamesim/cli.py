@@ -105,6 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     r.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
     r.add_argument("--feedback", default="exact", help="exact (full information, default) or sampled")
+    r.add_argument("--backend", default="auto", help="auto (default), jax or numba: the engine's path, same numbers")
     for name, (kind, doc) in {**HYPERPARAMETERS, **SAMPLING}.items():
         r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
     r.set_defaults(command=cmd_run)
@@ -311,7 +312,7 @@ def cmd_run(args) -> int:
     traj = simulate(game, args.algorithm, eta=args.eta, tau=args.tau, iterations=args.iterations,
                     seed=args.seed, init=args.init, record_every=args.record_every,
                     schedule=args.schedule, dtype=config["dtype"], resume_from=previous,
-                    feedback=args.feedback, **hyper, **sampling)
+                    feedback=args.feedback, backend=args.backend, **hyper, **sampling)
     write_run(out, traj, config, versions(__version__))
     if traj.interrupted:
         print(f"gamesim: interrupted at iteration {int(traj.iterations[-1])}; results so far are in {out}; "

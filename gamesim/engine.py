@@ -66,7 +66,7 @@ SAMPLING_OPTIONS = ("pairs", "recipe", "samples", "fit", "steps", "batch", "orac
 def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,
              record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
              progress: bool | None = None, resume_from: Trajectory | None = None,
-             feedback: str = "exact", **hyperparameters) -> Trajectory:
+             feedback: str = "exact", backend: str = "auto", **hyperparameters) -> Trajectory:
     """Run `algorithm` on `game` for `iterations` exact updates.
 
     game: a PreferenceGame or a spec string. algorithm: a name of `algorithms.ALGORITHMS`.
@@ -80,11 +80,12 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
     feedback: "exact" (full information) or "sampled": learn from sampled preference queries,
     set up by pairs=, recipe=, samples=, fit=, steps=, batch=, oracle= and the hyperparameters
     lr=, flip=, position_bias= (see `gamesim.bandit`); `seed` seeds the draws.
+    backend: "auto", "jax" or "numba" (see `choose_backend`).
     """
     batch = simulate_batch([game], algorithm, eta=[eta], tau=[tau], iterations=iterations,
                            seeds=[seed], inits=[init], record_every=record_every, schedule=schedule,
                            dtype=dtype, progress=progress, resume_from=resume_from and _as_batch(resume_from),
-                           feedback=feedback, **{k: v if k in SAMPLING_OPTIONS else [v]
+                           feedback=feedback, backend=backend, **{k: v if k in SAMPLING_OPTIONS else [v]
                                                  for k, v in hyperparameters.items()})
     return Trajectory(batch.iterations, batch.policies[0], {k: v[0] for k, v in batch.metrics.items()},
                       batch.equilibrium[0], batch.config, batch.state, batch.interrupted, batch.elapsed)
@@ -93,7 +94,8 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
 def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seeds=0, inits=None,
                    record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
                    progress: bool | None = None, resume_from: Trajectory | None = None,
-                   feedback: str = "exact", devices: int | None = None, **hyperparameters) -> Trajectory:
+                   feedback: str = "exact", devices: int | None = None, backend: str = "auto",
+                   **hyperparameters) -> Trajectory:
     """Run a batch of B runs as one vmapped loop; every argument is one value or B values.
 
     games: one game (shared, not copied) or B games of one shape. eta, tau, seeds, inits and each
@@ -103,6 +105,8 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     devices: how many local devices the batch axis is split over with `jax.sharding` (default:
     the largest count ≤ jax.local_device_count() that divides B; 1 turns it off). Runs are
     independent, so the split changes where they run, not their numbers.
+    backend: "jax", "numba" (the mirror-step algorithms in float64: `numba_engine`) or "auto"
+    (`choose_backend`); both give the same numbers to rounding.
     """
     sampling = {k: hyperparameters.pop(k) for k in SAMPLING_OPTIONS if k in hyperparameters}
     if feedback == "sampled":
@@ -140,9 +144,63 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
 
     import jax
 
+    backend = choose_backend(backend, alg, games[0], dtype=dtype, runs=B, iterations=T, record_every=k,
+                             devices=devices)
     with jax.enable_x64(dtype == "float64"):
         return _run(alg, games, games_b, etas, taus, seeds_b, inits_b, params, T, k, schedule, dtype,
-                    progress, resume_from, _batch_sharding(B, devices))
+                    progress, resume_from, backend, None if backend == "numba" else _batch_sharding(B, devices))
+
+
+NUMBA_MAX_N = 100
+"""The largest n at which "auto" takes the numba path (benchmarks/run.py: numba's per-run loop
+is faster up to here; from n ≈ 1000 every loop streams A from memory and XLA's is as fast)."""
+
+NUMBA_MIN_UPDATES = 100_000
+"""The fewest run-iterations (B·T) for which "auto" takes the numba path: below it a run takes
+milliseconds either way, and JAX's persistent compilation cache makes a first run cheaper than
+loading numba."""
+
+NUMBA_MIN_RECORD_EVERY = 10
+"""The densest recording at which "auto" takes the numba path: it stores the state at every record
+and computes the metrics afterwards, which at record_every = 1 costs as much as JAX's in-loop
+recording and gains nothing (benchmarks/run.py, section 5)."""
+
+
+def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype: str, runs: int,
+                   iterations: int, record_every: int, devices: int | None = None) -> str:
+    """The path a run takes: "jax" or "numba".
+
+    "auto" takes numba when the algorithm has a `mirror_chain` (OMD/INPO, Nash-MD, SPPO, DNO,
+    iterative IPO) with exact feedback in float64, numba is installed, JAX computes on the CPU
+    (no accelerator) over one device, n ≤ NUMBA_MAX_N, the batch makes at least
+    NUMBA_MIN_UPDATES run-iterations and records at most every NUMBA_MIN_RECORD_EVERY; JAX
+    otherwise. "numba" insists (an error where it cannot).
+    """
+    if backend not in ("auto", "jax", "numba"):
+        raise GamesimError(f"backend must be 'auto', 'jax' or 'numba', not {backend!r}")
+    if backend == "jax":
+        return "jax"
+    problem = None
+    if alg.mirror_chain is None or alg.queries_per_step:
+        problem = f"{alg.name} has no numba path (it runs the mirror-step algorithms with exact feedback)"
+    elif dtype != "float64":
+        problem = "the numba path computes in float64 only"
+    elif devices not in (None, 1):
+        problem = "the numba path runs on the CPU's threads; devices= splits JAX's batch"
+    elif backend == "auto":
+        import importlib.util
+
+        import jax
+
+        usable = importlib.util.find_spec("numba") is not None and jax.default_backend() == "cpu"
+        worth_it = (game.n <= NUMBA_MAX_N and runs * iterations >= NUMBA_MIN_UPDATES
+                    and record_every >= NUMBA_MIN_RECORD_EVERY)
+        return "numba" if usable and worth_it else "jax"
+    if problem is None:
+        return "numba"
+    if backend == "auto":
+        return "jax"
+    raise GamesimError(f"backend='numba': {problem}; use backend='jax' or 'auto'")
 
 
 def _batch_sharding(B: int, devices: int | None):
@@ -175,7 +233,7 @@ def _place(tree, sharding, B: int, split: bool = True):
 
 
 def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, dtype, progress, resume_from,
-         sharding=None):
+         backend="jax", sharding=None):
     import jax
 
     t0 = time.perf_counter()
@@ -199,20 +257,34 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
 
     log_pi0 = stack([_initial_policy(g, alg.default_init if init is None else init, s)
                      for g, init, s in zip(games_b, inits, seeds)])
-    start = _start(alg, shared)
-    keys = np.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     B = len(taus)
-    consts, hyper = _place(consts, sharding, B, split=not shared), _place(hyper, sharding, B)
-    if resume_from is None:
-        carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, *_place((log_pi0, keys), sharding, B)))
-        done, records = 0, [({k: v[:, None] for k, v in metrics0.items()}, policy0[:, None])]
+    done = 0 if resume_from is None else int(resume_from.iterations[-1])
+    if done > T or done % k:
+        raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
+    records = [] if resume_from is None else [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
+    if backend == "numba":
+        from . import numba_engine
+
+        log_ref_g = log_ref if not shared else log_ref[None]
+        AT = np.ascontiguousarray(np.swapaxes(A if not shared else A[None], -1, -2))
+        carry = numba_engine.start(log_pi0, log_ref_g) if resume_from is None else list(resume_from.state)
+        first = [[x[:, None] for x in carry[:5]]] if resume_from is None else []
+
+        def advance(state, r):
+            return numba_engine.advance(alg.mirror_chain, state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
     else:
-        done = int(resume_from.iterations[-1])
-        if done > T or done % k:
-            raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
-        structure = jax.tree_util.tree_structure(jax.eval_shape(start, consts, hyper, log_pi0, keys)[0])
-        carry = jax.tree_util.tree_unflatten(structure, [np.asarray(x) for x in resume_from.state])
-        records = [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
+        start = _start(alg, shared)
+        keys = np.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
+        consts, hyper = _place(consts, sharding, B, split=not shared), _place(hyper, sharding, B)
+        if resume_from is None:
+            carry, (metrics0, policy0) = jax.device_get(start(consts, hyper, *_place((log_pi0, keys), sharding, B)))
+            records = [({k: v[:, None] for k, v in metrics0.items()}, policy0[:, None])]
+        else:
+            structure = jax.tree_util.tree_structure(jax.eval_shape(start, consts, hyper, log_pi0, keys)[0])
+            carry = jax.tree_util.tree_unflatten(structure, [np.asarray(x) for x in resume_from.state])
+
+        def advance(state, r):
+            return jax.device_get(_chunk(alg, shared, k, r)(_place(state, sharding, B), consts, hyper))
 
     per_chunk = max(1, int(CHUNK_WORK // (k * len(taus) * _shape_work(games[0]))))
     sizes = [per_chunk] * ((T - done) // k // per_chunk) + [(T - done) // k % per_chunk]
@@ -220,8 +292,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     chunks = []  # (state, records) of each finished chunk, appended in one step so they never disagree
     try:
         for r in filter(None, sizes):
-            state = _place(chunks[-1][0] if chunks else carry, sharding, B)
-            chunks.append(jax.device_get(_chunk(alg, shared, k, r)(state, consts, hyper)))
+            chunks.append(advance(chunks[-1][0] if chunks else carry, r))
             if bar is not None:
                 bar.update(r * k)
     except KeyboardInterrupt:
@@ -231,6 +302,11 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
             bar.close()
     if chunks:
         carry = chunks[-1][0]
+    if backend == "numba":
+        states = first + [out for _, out in chunks]
+        if states:
+            records.append(_replay(alg, shared, [np.concatenate(x, axis=1) for x in zip(*states)], consts, hyper))
+    else:
         records += [out for _, out in chunks]
     metrics = {name: np.concatenate([m[name] for m, _ in records], axis=1).astype(np.float64)
                for name in [*METRICS, *(["dueling_regret"] if sampled else [])]}
@@ -247,6 +323,28 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
               "games": [g.label for g in games_b]}
     return Trajectory(iterations, policies, metrics, games[0].unstack(pi_star), config,
                       jax.tree_util.tree_leaves(jax.device_get(carry)), interrupted, time.perf_counter() - t0)
+
+
+def _replay(alg, shared, stored, consts, hyper):
+    """(metrics, policies) of the numba path's stored states (leaves with axes (B, R, …)), computed
+    by the JAX `metrics.record` on blocks of about REPLAY_BLOCK policies: one compiled shape, and
+    blocks that stay in cache (a block is 2× faster than the whole record axis at once)."""
+    import jax
+
+    B, R = stored[0].shape[:2]
+    block = min(R, max(1, REPLAY_BLOCK // (B * stored[0].shape[2])))
+    snapshots, parts = _snapshots(alg, shared), []
+    for lo in range(0, R, block):
+        rows = np.minimum(np.arange(lo, lo + block), R - 1)  # the last block repeats the last record
+        metrics, policies = jax.device_get(snapshots(*(x[:, rows] for x in stored), consts, hyper))
+        keep = min(block, R - lo)
+        parts.append(({k: v[:, :keep] for k, v in metrics.items()}, policies[:, :keep]))
+    return ({k: np.concatenate([m[k] for m, _ in parts], axis=1) for k in parts[0][0]},
+            np.concatenate([p for _, p in parts], axis=1))
+
+
+REPLAY_BLOCK = 16_384
+"""Policies per call when the numba path's records are turned into metrics."""
 
 
 def _shape_work(game: PreferenceGame) -> float:
@@ -314,17 +412,22 @@ def _progress_bar(progress, total, done, long_run):
 
 # --- compiled pieces (cached per algorithm, shape flags and loop lengths) ---------------------------
 def _per_run(alg: Algorithm):
-    """The single-run functions the batch vmaps: start (π_0 → carry, record) and a chunk."""
+    """The single-run functions the batch vmaps: start (π_0 → carry, record), a chunk, and the
+    records of stored states (the numba path's)."""
     import jax
     import jax.numpy as jnp
 
-    from .metrics import accumulate, record
+    from .metrics import Accumulators, accumulate, record
 
     def snapshot(state, acc, consts, hyper):
         A, log_ref = consts
         _, _, tau, weights, log_pi_star, pi_vn, _ = hyper
         log_pi = alg.log_policy(state)
         return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn), jnp.exp(log_pi)
+
+    def snapshots(log_pi, plays, sum_pi, sum_kl_ref, sum_log_ratio, consts, hyper):
+        """The records of the numba path's stored states (mirror chains: the state is log π)."""
+        return snapshot(log_pi, Accumulators(plays, sum_pi, sum_kl_ref, sum_log_ratio), consts, hyper)
 
     def start(consts, hyper, log_pi0, key):
         A, log_ref = consts
@@ -349,14 +452,14 @@ def _per_run(alg: Algorithm):
 
         return jax.lax.scan(one_record, carry, None, length=r)
 
-    return start, chunk
+    return start, chunk, snapshots
 
 
 @functools.cache
 def _start(alg: Algorithm, shared: bool):
     import jax
 
-    start, _ = _per_run(alg)
+    start = _per_run(alg)[0]
     game_axis = None if shared else 0
     return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0, 0)))
 
@@ -365,7 +468,17 @@ def _start(alg: Algorithm, shared: bool):
 def _chunk(alg: Algorithm, shared: bool, k: int, r: int):
     import jax
 
-    _, chunk = _per_run(alg)
+    chunk = _per_run(alg)[1]
     game_axis = None if shared else 0
     run = functools.partial(chunk, k=k, r=r)
     return jax.jit(jax.vmap(run, in_axes=(0, (game_axis, game_axis), 0)))
+
+
+@functools.cache
+def _snapshots(alg: Algorithm, shared: bool):
+    import jax
+
+    snapshots = _per_run(alg)[2]
+    game_axis = None if shared else 0
+    over_records = jax.vmap(snapshots, in_axes=(0, 0, 0, 0, 0, None, None))
+    return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, (game_axis, game_axis), 0)))

@@ -16,9 +16,18 @@ from jax.nn import log_softmax
 from .metrics import matvec
 
 
+def mirror_logits(log_pi, log_ref, scores, eta, tau):
+    """(1 − ητ) log π + ητ log π_ref + η·scores, the logits of the KL-regularized mirror step.
+
+    Plain arithmetic, valid for arrays and for scalars: the numba engine (`numba_engine`)
+    compiles this same function and applies it entry by entry, so the formula has one definition.
+    """
+    return (1 - eta * tau) * log_pi + eta * tau * log_ref + eta * scores
+
+
 def _mirror(log_pi, log_ref, eta, tau, scores):
-    """softmax((1 − ητ) log π + ητ log π_ref + η·scores): the KL-regularized mirror step."""
-    return log_softmax((1 - eta * tau) * log_pi + eta * tau * log_ref + eta * scores, axis=-1)
+    """log softmax(mirror_logits(…)): the KL-regularized mirror step."""
+    return log_softmax(mirror_logits(log_pi, log_ref, scores, eta, tau), axis=-1)
 
 
 def _geometric_mixture(log_pi, log_ref, beta):
@@ -46,8 +55,8 @@ def nash_md_update(log_pi, A, log_ref, eta, tau):
     Theorem 1 uses η_t = 2/(τ(t+2)) (`schedule="theorem"`); with a constant η the iteration
     converges to a biased point (Calandriello et al. 2024 eq. 13 with β = ητ). Valid for η > 0, 0 ≤ ητ ≤ 1.
     """
-    log_mix = _geometric_mixture(log_pi, log_ref, eta * tau)
-    return log_softmax(log_mix + eta * matvec(A, jnp.exp(log_mix)), axis=-1)
+    log_mix = _mirror(log_pi, log_ref, eta, tau, 0.0)
+    return _mirror(log_mix, log_ref, eta, 0.0, matvec(A, jnp.exp(log_mix)))
 
 
 def hedge_update(log_pi, A, eta):
@@ -58,7 +67,7 @@ def hedge_update(log_pi, A, eta):
     al. 2024); and iterative IPO with reference π_t on its own pairs, whose population optimum
     (Azar et al. 2023) is π_t exp(P(y ≻ π_t)/τ_IPO), η = 1/τ_IPO. Valid for η > 0.
     """
-    return log_softmax(log_pi + eta * matvec(A, jnp.exp(log_pi)), axis=-1)
+    return _mirror(log_pi, 0.0, eta, 0.0, matvec(A, jnp.exp(log_pi)))
 
 
 def optimistic_omd_update(log_pi, prev_scores, A, log_ref, eta, tau):

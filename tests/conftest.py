@@ -3,8 +3,12 @@
 import os
 import tempfile
 
+import numpy as np
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
+
+from gamesim import PreferenceGame
 
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -32,3 +36,17 @@ def float64():
 
 def normalize(w):
     return w / w.sum()
+
+
+def assert_same_run(a, b, atol):
+    np.testing.assert_allclose(a.policies, b.policies, atol=atol, rtol=0)
+    for name in a.metrics:
+        np.testing.assert_allclose(a.metrics[name], b.metrics[name], atol=atol, rtol=1e-12, err_msg=name)
+
+
+@st.composite
+def extreme_games(draw, n=4):
+    """Games whose preferences are all 0, 1/2 or 1 (deterministic comparisons)."""
+    L = np.tril(np.array(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=n * n, max_size=n * n)))
+                .reshape(n, n), -1)
+    return PreferenceGame(L + np.triu(1 - L.T, 1) + 0.5 * np.eye(n))

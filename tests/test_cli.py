@@ -44,6 +44,20 @@ def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
 
 
+def test_backend_flag_picks_the_engine_path(tmp_path, capsys):
+    """--backend jax and --backend numba give the same final metrics; an unknown path is refused."""
+    args = ["run", "cycle3", "--algorithm", "inpo", "--eta", "0.5", "--tau", "0.1", "--iterations", "200",
+            "--record-every", "20", "--json", "--overwrite"]
+    final = {}
+    for backend in ("jax", "numba"):
+        assert main([*args, "--backend", backend, "--out", str(tmp_path / backend)]) == 0
+        final[backend] = json.loads(capsys.readouterr().out)
+    for name, value in final["jax"].items():
+        assert abs(final["numba"][name] - value) <= 1e-12 * (1 + abs(value)), name
+    assert main([*args, "--backend", "gpu", "--out", str(tmp_path / "gpu")]) == 2
+    assert "backend must be 'auto', 'jax' or 'numba'" in capsys.readouterr().err
+
+
 def test_resume_extends_a_run_exactly(tmp_path):
     base = ["run", "random:n=10,seed=0", "--algorithm", "nash-md", "--eta", "0.3", "--tau", "0.2",
             "--record-every", "20"]

@@ -3,17 +3,12 @@
 import jax
 import numpy as np
 import pytest
+from conftest import assert_same_run, extreme_games
 from hypothesis import given
 from hypothesis import strategies as st
 
 import gamesim.engine as engine
 from gamesim import GamesimError, PreferenceGame, load_game, simulate, simulate_batch
-
-
-def assert_same_run(a, b, atol):
-    np.testing.assert_allclose(a.policies, b.policies, atol=atol, rtol=0)
-    for name in a.metrics:
-        np.testing.assert_allclose(a.metrics[name], b.metrics[name], atol=atol, rtol=1e-12, err_msg=name)
 
 
 def test_batch_equals_single_runs(random_games):
@@ -85,14 +80,6 @@ def test_interrupt_keeps_completed_chunks(monkeypatch):
     whole = simulate("cycle3", "omd", eta=0.5, tau=0.1, iterations=100, record_every=10)
     assert not done.interrupted
     assert_same_run(whole, done, atol=0)
-
-
-@st.composite
-def extreme_games(draw, n=4):
-    """Games whose preferences are all 0, 1/2 or 1 (deterministic comparisons)."""
-    L = np.tril(np.array(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=n * n, max_size=n * n)))
-                .reshape(n, n), -1)
-    return PreferenceGame(L + np.triu(1 - L.T, 1) + 0.5 * np.eye(n))
 
 
 @given(extreme_games(), st.sampled_from(["omd", "nash-md", "sppo"]), st.floats(0.01, 1e3),
