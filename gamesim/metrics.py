@@ -127,30 +127,45 @@ def accumulate(acc: Accumulators | None, log_pi, log_ref) -> Accumulators:
     return new if acc is None else Accumulators(*(a + b for a, b in zip(acc, new)))
 
 
+def _gap_and_value(scores, log_p, p, log_ref, tau):
+    """(DualGap_τ(p), V_τ(p)) per context from the scores Ap, sharing one logsumexp: with
+    z = log π_ref + Ap/τ, log BR_τ(p) = z − logsumexp(z) and V_τ = τ logsumexp(z) (τ > 0);
+    (2 max_y (Ap)_y, max_y (Ap)_y) at τ = 0."""
+    positive = tau > 0
+    safe_tau = jnp.where(positive, tau, 1.0)
+    z = log_ref + scores / safe_tau
+    lse = logsumexp(z, axis=-1)
+    gap = 2 * safe_tau * jnp.sum(jnp.where(p > 0, p * (log_p - z + lse[..., None]), 0.0), axis=-1)
+    top = jnp.max(scores, axis=-1)
+    return jnp.where(positive, gap, 2 * top), jnp.where(positive, safe_tau * lse, top)
+
+
 def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn=None) -> dict:
     """Every metric of `METRICS` at the current iterate, ρ-weighted over contexts, and the dueling
-    regret when the von Neumann winner π_vN is given (Σ_s π_vNᵀAπ_s = π_vNᵀA Σ_s π_s: the running
-    sum suffices)."""
+    regret when the von Neumann winner π_vN is given.
+
+    Two matrix-vector products per record, Aπ_t and Aπ̄_t: A Σ_s π_s = (t + 1) Aπ̄_t, and by
+    antisymmetry P(π ≻ q) − 1/2 = πᵀAq = −qᵀAπ for the win rates against π_ref and π*.
+    """
     T = acc.plays
-    avg = acc.sum_pi / T
-    log_avg = jnp.log(avg)
     pi = jnp.exp(log_pi)
-    pi_star = jnp.exp(log_pi_star)
-    zero = jnp.zeros_like(tau)
+    avg = acc.sum_pi / T
+    scores, avg_scores = matvec(A, pi), matvec(A, avg)
+    gap_reg, _ = _gap_and_value(scores, log_pi, pi, log_ref, tau)
+    gap_reg_avg, value_avg = _gap_and_value(avg_scores, jnp.log(avg), avg, log_ref, tau)
     per_context = {
-        "gap_reg": duality_gaps(A, log_ref, log_pi, tau),
-        "gap_reg_avg": duality_gaps(A, log_ref, log_avg, tau),
-        "gap": duality_gaps(A, log_ref, log_pi, zero),
-        "gap_avg": duality_gaps(A, log_ref, log_avg, zero),
+        "gap_reg": gap_reg,
+        "gap_reg_avg": gap_reg_avg,
+        "gap": 2 * jnp.max(scores, axis=-1),
+        "gap_avg": 2 * jnp.max(avg_scores, axis=-1),
         "kl_to_eq": kl(log_pi_star, log_pi),
         "kl_to_ref": kl(log_pi, log_ref),
-        "regret": T * best_response_value(A, log_ref, avg, tau) + tau * acc.sum_kl_ref,
-        "linear_regret": tau * acc.sum_kl_ref
-                         - jnp.min(-matvec(A, acc.sum_pi) + tau * acc.sum_log_ratio, axis=-1),
-        "winrate_vs_ref": 0.5 + jnp.sum(pi * matvec(A, jnp.exp(log_ref)), axis=-1),
-        "winrate_vs_eq": 0.5 + jnp.sum(pi * matvec(A, pi_star), axis=-1),
+        "regret": T * value_avg + tau * acc.sum_kl_ref,
+        "linear_regret": tau * acc.sum_kl_ref - jnp.min(-T * avg_scores + tau * acc.sum_log_ratio, axis=-1),
+        "winrate_vs_ref": 0.5 - jnp.sum(jnp.exp(log_ref) * scores, axis=-1),
+        "winrate_vs_eq": 0.5 - jnp.sum(jnp.exp(log_pi_star) * scores, axis=-1),
         "support": jnp.sum(pi >= 1e-9, axis=-1).astype(pi.dtype),
     }
     if pi_vn is not None:
-        per_context["dueling_regret"] = jnp.sum(pi_vn * matvec(A, acc.sum_pi), axis=-1)
+        per_context["dueling_regret"] = T * jnp.sum(pi_vn * avg_scores, axis=-1)
     return {name: jnp.dot(weights, value) for name, value in per_context.items()}
