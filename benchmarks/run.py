@@ -18,15 +18,16 @@ in float64, timed in ns per game-iteration (lower is better) for each (n, batch)
   numba    `njit(fastmath=False)` loops: serial for batch 1, `prange` over games (each run to
            completion) for 256 games, `prange` over row blocks of the matmul for the shared game;
            compiled by the 50-step check below, then timed; "—" when numba is not installed;
-  gamesim  `simulate_batch(..., "omd", tau=0.1, iterations=T, record_every=T)` with every metric at
-           π_0 and π_T and the running sums every iteration, timed after a warm-up call of the same
-           shapes and T (as benchmarks/engine.py); "gs loop" subtracts the fixed per-call cost
-           (a call with iterations=0; "—" when it is most of the call).
-jax, numba and gamesim run the same T (engine.py's, /20 with --quick). Ratios: gamesim / the best
-compiled baseline (raw and loop; target ≤ 1.5×) and numpy / gamesim (loop; target ≥ 100× for
+  gs jax, gs numba  `simulate_batch(..., "omd", tau=0.1, iterations=T, record_every=T,
+           backend=...)` on each of gamesim's paths, with every metric at π_0 and π_T and the
+           running sums every iteration, timed after a warm-up call of the same shapes and T (as
+           benchmarks/engine.py); "auto" is the path backend="auto" takes, and "gs loop" its time
+           less the fixed per-call cost (a call with iterations=0; "—" when it is most of the call).
+jax, numba and gamesim run the same T (engine.py's, /20 with --quick). Ratios: gamesim (its auto
+path) / the best compiled baseline (raw and loop; target ≤ 1.5×) and numpy / gamesim (loop; target ≥ 100× for
 n ≤ 100); "✗" marks a miss. Checks: JAX's and numba's policies after 50 steps equal the numpy
-loop's to 1e-12 (else the script exits with an error), and gamesim's final policy is compared to
-JAX's after the T timed steps (shown, ✗ above 1e-12).
+loop's to 1e-12 (else the script exits with an error), and both gamesim paths' final policies are
+compared to JAX's after the T timed steps (the larger difference shown, ✗ above 1e-12).
 
 5. Recording: gamesim on 256 games of n = 10, T = 2000, with every metric every iteration
 (record_every=1) against record_every=T; best of 3 each; target ≤ 1.5×.
@@ -69,6 +70,8 @@ import engine
 import numpy as np
 
 import gamesim
+from gamesim.algorithms import get_algorithm
+from gamesim.engine import choose_backend
 
 TAU = engine.TAU
 STEPS_CHECKED = 50
@@ -77,7 +80,7 @@ ROWS = [(n, batch) for batch in (1, 256) for n in (3, 10, 100, 1000)]
 
 # --- helpers ------------------------------------------------------------------------------------
 def optional(name):
-    """The module `name`, or None when it is not installed (numba, nashpy: benchmark-only)."""
+    """The module `name`, or None when it is not installed (nashpy: benchmark-only)."""
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -319,12 +322,12 @@ def check_baselines(case, n, batch):
     return float(max(errors.values()))
 
 
-def gamesim_time(games, eta, T):
-    """Seconds of a timed simulate_batch call (after a warm-up one), of a call with iterations=0,
-    and the final policies (B, n)."""
+def gamesim_time(games, eta, T, backend):
+    """Seconds of a timed simulate_batch call on `backend` (after a warm-up one), of a call with
+    iterations=0, and the final policies (B, n)."""
     def run(iters, k):
         return gamesim.simulate_batch(games, "omd", eta=eta, tau=TAU, iterations=iters, record_every=k,
-                                      progress=False)
+                                      progress=False, backend=backend)
 
     final = run(T, T).policies[:, -1]  # warm-up: compiles this shape and loop length
     seconds, _ = best_of(1, lambda: run(T, T))
@@ -344,25 +347,33 @@ def engine_row(n, batch, quick):
     row["jax_ns"] = jax_s * per_it
     nb = numba_call(case, T)  # compiled by check_baselines: T is a runtime argument
     row["numba_ns"] = best_of(1, nb)[0] * per_it if nb is not None else None
-    seconds, fixed, final = gamesim_time(games, eta, T)
-    row.update(gamesim_ns=seconds * per_it, gamesim_fixed_s=fixed,
-               gamesim_loop_ns=(seconds - fixed) * per_it if seconds > 1.1 * fixed else None,
-               gamesim_vs_jax_err=float(np.abs(final.reshape(jax_pi.shape) - jax_pi).max()))
+    first = games[0] if isinstance(games, list) else games
+    row["auto"] = choose_backend("auto", get_algorithm("omd"), first, dtype="float64", runs=batch, iterations=T,
+                                 record_every=T)
+    for backend in ("jax", "numba") if nb is not None else ("jax",):
+        seconds, fixed, final = gamesim_time(games, eta, T, backend)
+        loop = (seconds - fixed) * per_it if seconds > 1.1 * fixed else None
+        row[backend] = {"ns": seconds * per_it, "fixed_s": fixed, "loop_ns": loop,
+                        "vs_jax_err": float(np.abs(final.reshape(jax_pi.shape) - jax_pi).max())}
+    chosen = row[row["auto"]]
     best = min(x for x in (row["jax_ns"], row["numba_ns"]) if x is not None)
-    per_iteration = row["gamesim_loop_ns"] or row["gamesim_ns"]
-    row.update(best_compiled_ns=best, gamesim_over_best=row["gamesim_ns"] / best,
-               gamesim_loop_over_best=row["gamesim_loop_ns"] and row["gamesim_loop_ns"] / best,
-               numpy_over_gamesim=row["numpy_ns"] / per_iteration)
+    per_iteration = chosen["loop_ns"] or chosen["ns"]
+    row.update(best_compiled_ns=best, gamesim_over_best=chosen["ns"] / best,
+               gamesim_loop_over_best=chosen["loop_ns"] and chosen["loop_ns"] / best,
+               numpy_over_gamesim=row["numpy_ns"] / per_iteration,
+               gamesim_vs_jax_err=max(row[b]["vs_jax_err"] for b in ("jax", "numba") if b in row))
     return row
 
 
-ENGINE_HEADER = ["n", "batch", "T", "numpy", "jax", "numba", "gamesim", "gs loop", "gs/best", "gs loop/best",
-                 "numpy/gs", f"|Δπ| {STEPS_CHECKED} steps", "|Δπ| gs-jax"]
+ENGINE_HEADER = ["n", "batch", "T", "numpy", "jax", "numba", "gs jax", "gs numba", "auto", "gs loop",
+                 "gs/best", "gs loop/best", "numpy/gs", f"|Δπ| {STEPS_CHECKED} steps", "|Δπ| gs-jax"]
 
 
 def engine_cells(r):
+    gs = r[r["auto"]]
     return [r["n"], f"{r['batch']}{' shared' if r['shared'] else ''}", r["T"],
-            *(ns(r[k]) for k in ("numpy_ns", "jax_ns", "numba_ns", "gamesim_ns", "gamesim_loop_ns")),
+            *(ns(r[k]) for k in ("numpy_ns", "jax_ns", "numba_ns")),
+            *(ns(r[b]["ns"]) if b in r else "—" for b in ("jax", "numba")), r["auto"], ns(gs["loop_ns"]),
             mark(r["gamesim_over_best"], at_most=1.5), mark(r["gamesim_loop_over_best"], at_most=1.5),
             mark(r["numpy_over_gamesim"], at_least=100 if r["n"] <= 100 else None),
             f"{r['baseline_check_err']:.0e}",
@@ -397,8 +408,10 @@ def recording_section(quick):
     out["fixed_s"] = fixed
     out["ratio"] = out["record_1_s"] / out["record_T_s"]
     out["loop_ratio"] = out["record_1_loop_s"] / out["record_T_loop_s"]
+    out["path"] = {k: choose_backend("auto", get_algorithm("omd"), games[0], dtype="float64", runs=256, iterations=T,
+                                     record_every=k) for k in (T, 1)}
     print(f"\n5. Recording cost: gamesim, 256 games of n = 10, T = {T}, best of 3 (fixed per-call cost "
-          f"{fixed:.3f} s)")
+          f"{fixed:.3f} s); the auto path: {out['path'][T]} for record_every={T}, {out['path'][1]} for 1")
     table(["record_every", "seconds", "loop seconds", "ns/game-it (loop)"],
           [[k, f"{out[f'{name}_s']:.3f}", f"{out[f'{name}_loop_s']:.3f}",
             ns(out[f"{name}_loop_s"] / (256 * T) * 1e9)] for k, name in ((T, "record_T"), (1, "record_1"))])
