@@ -330,6 +330,7 @@ def gamesim_time(games, eta, T, backend):
                                       progress=False, backend=backend)
 
     final = run(T, T).policies[:, -1]  # warm-up: compiles this shape and loop length
+    run(0, 1)  # and the zero-iteration call's own shapes
     seconds, _ = best_of(1, lambda: run(T, T))
     fixed, _ = best_of(1, lambda: run(0, 1))
     return seconds, fixed, final
