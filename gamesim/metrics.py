@@ -69,11 +69,6 @@ def kl(log_p, log_q):
     return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
 
 
-def log_best_response(A, log_ref, pi, tau):
-    """log BR_τ(π) = log softmax(log π_ref + Aπ/τ) (τ > 0)."""
-    return log_softmax(log_ref + matvec(A, pi) / tau, axis=-1)
-
-
 def duality_gaps(A, log_ref, log_pi, tau):
     """Per-context DualGap_τ(π); τ = 0 gives the original game's gap. Shapes (…, n) → (…)."""
     pi = jnp.exp(log_pi)
@@ -97,15 +92,6 @@ def duality_gap(game, policy, tau: float = 0.0) -> float:
     with jax.enable_x64(True), np.errstate(divide="ignore"):
         gaps = duality_gaps(game.payoff, np.log(game.stacked_reference), np.log(stack), check_tau(tau))
         return float(game.weights @ np.asarray(gaps))
-
-
-def best_response_value(A, log_ref, pi, tau):
-    """V_τ(π) = max_p [pᵀAπ − τ KL(p‖π_ref)] per context (max_y (Aπ)_y at τ = 0)."""
-    Api = matvec(A, pi)
-    positive = tau > 0
-    safe_tau = jnp.where(positive, tau, 1.0)
-    return jnp.where(positive, safe_tau * logsumexp(log_ref + Api / safe_tau, axis=-1),
-                     jnp.max(Api, axis=-1))
 
 
 class Accumulators(NamedTuple):
