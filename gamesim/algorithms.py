@@ -83,9 +83,12 @@ class Algorithm:
     one step makes (0 for exact methods; a `queries` metric is recorded when > 0).
     target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
     uses_tau: False when τ only selects the game the metrics measure.
-    mirror_chain: "omd", "hedge" or "nash-md" when the update is that chain of mirror steps, which
-    the engine can also run as a numba loop (`numba_engine`); None for JAX only.
-    Compiled loops are cached per Algorithm object (identity), so a modified copy gets its own.
+    Compiled loops are cached per Algorithm object (identity), so a modified copy gets its own;
+    the engine's numba path runs only the registered steps it knows (`numba_chain`).
+
+    This class is the public way to bring your own method: give `step` (a pure jax.numpy function
+    of the signature above), its hyperparameters as `Param`s with their valid ranges, and a
+    citation; pass the object to `simulate`, or `register_algorithm` it to use it by name.
     """
 
     name: str
@@ -104,7 +107,6 @@ class Algorithm:
     default_init: str = "reference"
     queries_per_step: int = 0
     needs_tau: bool = False
-    mirror_chain: str | None = None
 
     def resolve_params(self, given: dict) -> dict:
         """The full hyperparameters: `given` checked against `params`, defaults filled in."""
@@ -164,6 +166,24 @@ def _hedge(s, A, log_ref, eta, tau, t, p):
     return u.hedge_update(s, A, eta)
 
 
+def _nash_md(s, A, log_ref, eta, tau, t, p):
+    return u.nash_md_update(s, A, log_ref, eta, tau)
+
+
+NUMBA_CHAINS = {_omd: "omd", _hedge: "hedge", _nash_md: "nash-md"}
+"""The registered steps that are a chain of KL mirror steps, which the engine can also run as a
+numba loop (`numba_engine`), keyed by the step function itself."""
+
+
+def numba_chain(alg: Algorithm) -> str | None:
+    """"omd", "hedge" or "nash-md" when `alg` provably runs that registered chain of mirror steps
+    with exact feedback: its step, init and log_policy are the registered functions themselves
+    (so a copy with another step, `dataclasses.replace(alg, step=…)`, has none); None otherwise."""
+    if alg.init is not _policy_is_state or alg.log_policy is not _identity or alg.queries_per_step:
+        return None
+    return NUMBA_CHAINS.get(alg.step)
+
+
 def _refreshing(inner):
     """A magnet-refresh method (MPO, COMAL): `inner` steps towards the magnet's regularized
     equilibrium; state (log π, log magnet, steps since the last reset per context)."""
@@ -186,15 +206,14 @@ _THEOREM = ("constant", "theorem")
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("omd", _omd, "INPO eq. 5; NLHF eqs. 7–8", "π*_τ, last iterate (τ > 0); average iterate (τ = 0)",
-              schedules=_THEOREM, mirror_chain="omd"),
+              schedules=_THEOREM),
     Algorithm("inpo", _omd, "INPO (Zhang et al. 2024) eq. 5; losses eqs. 7–8", "π*_τ, last iterate",
-              schedules=_THEOREM, mirror_chain="omd"),
-    Algorithm("nash-md", lambda s, A, r, eta, tau, t, p: u.nash_md_update(s, A, r, eta, tau),
-              "Nash-MD (Munos et al. 2023) eqs. 3–4",
+              schedules=_THEOREM),
+    Algorithm("nash-md", _nash_md, "Nash-MD (Munos et al. 2023) eqs. 3–4",
               "π*_τ with schedule 'theorem'; the biased point of Calandriello eq. 13 (β = ητ) with constant η",
-              schedules=_THEOREM, mirror_chain="nash-md"),
+              schedules=_THEOREM),
     Algorithm("sppo", _hedge, "SPPO (Wu et al. 2024) eq. 4.1", "von Neumann winner, average iterate only",
-              kl_bounded=False, target="original", uses_tau=False, mirror_chain="hedge"),
+              kl_bounded=False, target="original", uses_tau=False),
     Algorithm("optimistic-omd",
               lambda s, A, r, eta, tau, t, p: u.optimistic_omd_update(s[0], s[1], A, r, eta, tau),
               "optimistic MWU (Rakhlin & Sridharan 2013; Daskalakis & Panageas 2019), KL to π_ref",
@@ -225,11 +244,10 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               init=lambda lp, A, r, key: (lp, jnp.zeros_like(lp)), log_policy=_first, target="original",
               uses_tau=False),
     Algorithm("iterative-ipo", _hedge, "iterative IPO (Azar et al. 2023) with reference π_t: Hedge",
-              "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False,
-              mirror_chain="hedge"),
+              "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False),
     Algorithm("dno", _hedge, "DNO (Rosset et al. 2024) Alg. 1 / SPO (Swamy et al. 2024), idealized",
               "von Neumann winner, average iterate (its output)", kl_bounded=False, target="original",
-              uses_tau=False, default_init="uniform", mirror_chain="hedge"),
+              uses_tau=False, default_init="uniform"),
     Algorithm("fictitious-play", lambda s, A, r, eta, tau, t, p: u.fictitious_play_update(s, A, r, tau, t),
               "fictitious play (Brown 1951; Robinson 1951); smooth when τ > 0",
               "von Neumann winner (τ = 0) or π*_τ, the iterate being the empirical average",

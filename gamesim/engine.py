@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .algorithms import Algorithm, get_algorithm
+from .algorithms import Algorithm, get_algorithm, numba_chain
 from .equilibria import check_tau, solve
 from .errors import GamesimError
 from .games import PreferenceGame, load_game
@@ -170,8 +170,9 @@ def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype:
                    iterations: int, record_every: int, devices: int | None = None) -> str:
     """The path a run takes: "jax" or "numba".
 
-    "auto" takes numba when the algorithm has a `mirror_chain` (OMD/INPO, Nash-MD, SPPO, DNO,
-    iterative IPO) with exact feedback in float64, numba is installed, JAX computes on the CPU
+    "auto" takes numba when the algorithm is provably a registered chain of mirror steps
+    (`algorithms.numba_chain`: OMD/INPO, Nash-MD, SPPO, DNO, iterative IPO; never a modified copy
+    or a user's own step) with exact feedback in float64, numba is installed, JAX computes on the CPU
     (no accelerator) over one device, n ≤ NUMBA_MAX_N, the batch makes at least
     NUMBA_MIN_UPDATES run-iterations and records at most every NUMBA_MIN_RECORD_EVERY; JAX
     otherwise. "numba" insists (an error where it cannot).
@@ -181,8 +182,9 @@ def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype:
     if backend == "jax":
         return "jax"
     problem = None
-    if alg.mirror_chain is None or alg.queries_per_step:
-        problem = f"{alg.name} has no numba path (it runs the mirror-step algorithms with exact feedback)"
+    if numba_chain(alg) is None:
+        problem = (f"{alg.name} has no numba path (it runs only the registered mirror-step algorithms with exact "
+                   "feedback, never a modified or user-defined step)")
     elif dtype != "float64":
         problem = "the numba path computes in float64 only"
     elif devices not in (None, 1):
@@ -271,7 +273,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         first = [[x[:, None] for x in carry[:5]]] if resume_from is None else []
 
         def advance(state, r):
-            return numba_engine.advance(alg.mirror_chain, state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
+            return numba_engine.advance(numba_chain(alg), state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
     else:
         start = _start(alg, shared)
         keys = np.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])

@@ -1,6 +1,6 @@
 r"""The engine's numba path: trajectories of the mirror-step algorithms as numba loops on CPU.
 
-The algorithms whose update is a chain of KL mirror steps (`Algorithm.mirror_chain`), with
+The algorithms whose update is a chain of KL mirror steps (`algorithms.numba_chain`), with
 m(x, s, τ) = log_softmax(`updates.mirror_logits`(x, log π_ref, s, η, τ)):
 
     "omd"      log π_{t+1} = m(log π_t, Aπ_t, τ)                       OMD, INPO
@@ -29,7 +29,7 @@ import numpy as np
 from .updates import mirror_logits
 
 CHAINS = {"omd": (False, True), "hedge": (False, False), "nash-md": (True, False)}
-"""mirror_chain → (a geometric-mixture step first, τ in the scored step)."""
+"""numba_chain → (a geometric-mixture step first, τ in the scored step)."""
 
 _logits = numba.njit(cache=True)(mirror_logits)
 

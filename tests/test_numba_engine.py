@@ -1,5 +1,7 @@
 """The engine's numba path: the JAX path's trajectories to 1e-12, and chosen only where it applies."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import assert_same_run, extreme_games
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 import gamesim.engine as engine
 import gamesim.numba_engine as numba_engine
 from gamesim import GamesimError, load_game, simulate, simulate_batch
-from gamesim.algorithms import ALGORITHMS, get_algorithm
+from gamesim.algorithms import ALGORITHMS, get_algorithm, numba_chain
 
 INITS = ["reference", "random", "uniform", "random"]
 
@@ -48,10 +50,37 @@ def test_numba_path_gives_the_jax_trajectories(random_games, name, kwargs):
 
 
 def test_every_mirror_chain_algorithm_is_covered():
-    chains = {a.mirror_chain for a in ALGORITHMS.values()} - {None}
+    chains = {numba_chain(a) for a in ALGORITHMS.values()} - {None}
     assert chains == set(numba_engine.CHAINS)
-    assert {n for n, a in ALGORITHMS.items() if a.mirror_chain} == {"omd", "inpo", "nash-md", "sppo", "dno",
-                                                                     "iterative-ipo"}
+    assert {n for n, a in ALGORITHMS.items() if numba_chain(a)} == {"omd", "inpo", "nash-md", "sppo", "dno",
+                                                                    "iterative-ipo"}
+
+
+def _half_step_omd():
+    """A user's modified copy of OMD: the same object in every respect but its step (half the step)."""
+    from gamesim import updates
+
+    return dataclasses.replace(get_algorithm("omd"),
+                               step=lambda s, A, r, eta, tau, t, p: updates.omd_update(s, A, r, eta / 2, tau))
+
+
+def test_a_modified_copy_runs_its_own_step_on_every_backend():
+    """2·10⁵ iterations, record_every 1000, where auto takes numba for the registered OMD: the copy
+    runs its own (half) step on auto and jax, equal to the registered OMD at η/2 (JAX path), and numba
+    refuses it."""
+    game, kw = load_game("random:n=10,seed=1"), {"tau": 0.001, "iterations": 200_000, "record_every": 1000}
+    mine = _half_step_omd()
+    assert numba_chain(mine) is None and numba_chain(dataclasses.replace(get_algorithm("omd"), citation="x"))
+    assert engine.choose_backend("auto", get_algorithm("omd"), game, dtype="float64", runs=1,
+                                 iterations=kw["iterations"], record_every=kw["record_every"]) == "numba"
+    original = simulate(game, "omd", eta=0.4, backend="numba", **kw)
+    half = simulate(game, "omd", eta=0.2, backend="jax", **kw)
+    for backend in ("auto", "jax"):
+        run = simulate(game, mine, eta=0.4, backend=backend, **kw)
+        np.testing.assert_allclose(run.policies, half.policies, atol=1e-12, rtol=0)
+        assert np.abs(run.policies[1] - original.policies[1]).max() > 1e-3
+    with pytest.raises(GamesimError, match="never a modified or user-defined step"):
+        simulate(game, mine, eta=0.4, backend="numba", **kw)
 
 
 def test_numba_path_on_a_shared_game_and_on_contexts():
