@@ -7,8 +7,9 @@
     >>> traj.metrics["gap_reg"][-1]           # duality gap of the τ-regularized game
 
 Submodules: games (PreferenceGame, built-ins, CSV), equilibria (solve), metrics (gaps, regret),
-algorithms (updates, step-size converters), losses (INPO/SPPO losses), engine (simulate), bandit
-(sampled feedback), transformer/sequences/lm (transformer mode), study/plots (figures), cli.
+algorithms (updates, step-size converters, your own `Algorithm`), losses (INPO/SPPO losses),
+engine (simulate), claims/theory/mutants (`gamesim verify`), plugins (your code, on opt-in),
+bandit (sampled feedback), transformer/sequences/lm (transformer mode), study/plots (figures), cli.
 Heavy imports (JAX, SciPy) happen on first use, so `import gamesim` is fast.
 """
 
@@ -22,9 +23,13 @@ _EXPORTS = {
     "duality_gap": "metrics",
     "simulate": "engine", "simulate_batch": "engine", "Trajectory": "engine",
     "GamesimError": "errors",
+    "Algorithm": "algorithms", "Param": "algorithms", "register_algorithm": "algorithms",
+    "Claim": "claims", "register_claim": "claims", "verify": "claims",
+    "load_plugin": "plugins",
 }
-__all__ = ["Equilibrium", "GamesimError", "PreferenceGame", "Trajectory", "duality_gap", "load_game", "simulate",
-           "simulate_batch", "solve"]
+__all__ = ["Algorithm", "Claim", "Equilibrium", "GamesimError", "Param", "PreferenceGame", "Trajectory", "duality_gap",
+           "load_game", "load_plugin", "register_algorithm", "register_claim", "simulate", "simulate_batch", "solve",
+           "verify"]
 
 
 def __getattr__(name):

@@ -184,9 +184,10 @@ def numba_chain(alg: Algorithm) -> str | None:
     return NUMBA_CHAINS.get(alg.step)
 
 
-def _refreshing(inner):
-    """A magnet-refresh method (MPO, COMAL): `inner` steps towards the magnet's regularized
-    equilibrium; state (log π, log magnet, steps since the last reset per context)."""
+def refreshing(inner):
+    """The fields of a magnet-refresh method (MPO, COMAL) around `inner(log π, A, log magnet, η, τ)`,
+    a step towards the magnet's regularized equilibrium: `Algorithm(name, citation=…,
+    converges_to=…, **refreshing(inner))`. State (log π, log magnet, steps since the last reset)."""
 
     def init(log_pi0, A, log_ref, key):
         return log_pi0, jnp.broadcast_to(log_ref, log_pi0.shape), jnp.zeros(log_pi0.shape[:-1], log_pi0.dtype)
@@ -226,9 +227,9 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               kl_bounded=False),
     Algorithm("mpo", citation="MPO (Wang et al. 2024): MMD with magnet refresh",
               converges_to="von Neumann winner, last iterate", kl_bounded=False,
-              **_refreshing(lambda lp, A, magnet, eta, tau: u.mmd_update(lp, A, magnet, eta, tau))),
+              **refreshing(u.mmd_update)),
     Algorithm("comal", citation="COMAL (Liu et al. 2024) Alg. 1 with INPO's update as inner solver",
-              converges_to="von Neumann winner, last iterate", **_refreshing(u.omd_update)),
+              converges_to="von Neumann winner, last iterate", **refreshing(u.omd_update)),
     Algorithm("online-ipo", lambda s, A, r, eta, tau, t, p: u.ipo_md_update(s, A, r, eta, tau, 0.0),
               "online IPO (Calandriello et al. 2024) eq. 11, exact expected gradient", "π*_τ (Prop. 4.1)",
               kl_bounded=False),
@@ -256,6 +257,25 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               "discrete replicator dynamics (Taylor & Jonker 1978)", "von Neumann winner, average iterate",
               kl_bounded=False, eta_below=2.0, target="original", uses_tau=False),
 ]}
+
+
+BUILTIN = frozenset(ALGORITHMS)
+"""The names gamesim ships; a user's algorithm cannot take one of them."""
+
+
+def register_algorithm(alg: Algorithm) -> Algorithm:
+    """Make `alg` available by name (simulate, studies, the CLI, claims). A name is taken once; the
+    built-in names cannot be replaced (to run your code in a built-in's place in its claims, use
+    `verify(algorithms={"inpo": alg})` or `gamesim verify --substitute inpo=NAME`)."""
+    if not isinstance(alg, Algorithm):
+        raise GamesimError(f"register_algorithm takes a gamesim.algorithms.Algorithm, not {type(alg).__name__}")
+    if not (isinstance(alg.name, str) and alg.name and alg.name.replace("-", "").replace("_", "").isalnum()):
+        raise GamesimError(f"an algorithm's name is letters, digits, '-' and '_', not {alg.name!r}")
+    if alg.name in ALGORITHMS and ALGORITHMS[alg.name] is not alg:
+        what = "a built-in algorithm" if alg.name in BUILTIN else "taken by another registered algorithm"
+        raise GamesimError(f"the name {alg.name!r} is {what}; give your algorithm its own name")
+    ALGORITHMS[alg.name] = alg
+    return alg
 
 
 def get_algorithm(name) -> Algorithm:

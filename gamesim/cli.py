@@ -46,6 +46,11 @@ def main(argv=None) -> int:
     try:
         args = parser.parse_args(argv)
         _use_compilation_cache()
+        if getattr(args, "plugin", None):
+            from .plugins import load_plugin
+
+            for path in args.plugin:
+                load_plugin(path)
         return args.command(args)
     except GamesimError as exc:
         print(f"gamesim: error: {exc}", file=sys.stderr)
@@ -108,15 +113,25 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", help="auto (default), jax or numba: the engine's path, same numbers")
     for name, (kind, doc) in {**HYPERPARAMETERS, **SAMPLING}.items():
         r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
+    r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="any hyperparameter of the algorithm, e.g. a plugin algorithm's own (repeatable)")
+    _plugin_flag(r)
     r.set_defaults(command=cmd_run)
 
     v = sub.add_parser("verify", help="check the papers' claims by measurement; exit 1 on any FAIL")
     v.add_argument("claims", nargs="*", metavar="CLAIM", help="claims to check (default: all)")
     v.add_argument("--quick", action="store_true", help="fewer games and iterations (CI)")
     v.add_argument("--json", action="store_true", help="print JSON")
+    v.add_argument("--mutants", action="store_true",
+                   help="also run every claim against wrong variants of its algorithms and print the kill matrix")
+    v.add_argument("--first-kill", action="store_true", help="with --mutants: stop at a mutant's first killing claim")
+    v.add_argument("--substitute", action="append", default=[], metavar="NAME=ALGORITHM",
+                   help="run ALGORITHM (e.g. a plugin's) where the claims run the registered NAME (repeatable)")
+    _plugin_flag(v)
     v.set_defaults(command=cmd_verify)
 
     a = sub.add_parser("algorithms", help="list the algorithms, their sources and hyperparameters")
+    _plugin_flag(a)
     a.set_defaults(command=cmd_algorithms)
 
     st = sub.add_parser("study", help="run a study spec (experiments/*.toml) or plot its figure")
@@ -167,7 +182,15 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _plugin_flag(p) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                   help="run this Python file first, to register your algorithms and claims (repeatable)")
+
+
 def _study_flags(p) -> None:
+    _plugin_flag(p)
+    p.add_argument("--allow-plugins", action="store_true",
+                   help="run the Python files a spec lists under plugins = [...] (they execute code)")
     p.add_argument("--quick", action="store_true", help="the specs' [quick] settings (CI): small grids, short runs")
     p.add_argument("--results", help="results directory (default: results/ beside the spec, results/quick with --quick)")
     p.add_argument("--figures", help="figure directory (default: figures/ in the checkout; RESULTS/figures with --quick)")
@@ -195,7 +218,7 @@ def _interruptible(run):
 def cmd_study_run(args) -> int:
     from .study import load_spec, run_study
 
-    study = load_spec(args.spec, args.quick)
+    study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
     return _interruptible(lambda: run_study(study, results, force=args.force, log=_log) and 0)
 
@@ -203,7 +226,7 @@ def cmd_study_run(args) -> int:
 def cmd_study_plot(args) -> int:
     from .study import load_results, load_spec, plot_study
 
-    study = load_spec(args.spec, args.quick)
+    study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, figures = _study_dirs(args, Path(args.spec).resolve().parent)
     for path in plot_study(study, load_results(study, results), figures):
         print(path)
@@ -218,7 +241,8 @@ def cmd_reproduce(args) -> int:
     experiments = Path(args.experiments).resolve()
     results, figures = _study_dirs(args, experiments)
     t0 = time.perf_counter()
-    code = _interruptible(lambda: reproduce(experiments, results, figures, args.quick, log=_log) and 0)
+    code = _interruptible(lambda: reproduce(experiments, results, figures, args.quick, log=_log,
+                                            allow_plugins=args.allow_plugins) and 0)
     if code == 0:
         print(f"every figure written to {figures} in {time.perf_counter() - t0:.0f} s")
     return code
@@ -234,21 +258,83 @@ def cmd_games(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .claims import verify
+    import numpy as np
 
-    results = verify(args.claims, quick=args.quick)
+    from .claims import select, verify
+
+    algorithms = {}
+    for item in args.substitute:
+        name, eq, alg = item.partition("=")
+        if not eq or not name or not alg:
+            raise GamesimError(f"--substitute takes NAME=ALGORITHM (e.g. inpo=my-inpo), not {item!r}")
+        algorithms[name.strip()] = alg.strip()
+    if args.mutants and algorithms:
+        raise GamesimError("--mutants mutates the registered algorithms; run it without --substitute")
+    claims = select(args.claims)
+    results = verify([c.name for c in claims], quick=args.quick, algorithms=algorithms)
+    rows = None
+    if args.mutants:
+        from .mutants import kill_matrix
+
+        rows = kill_matrix(args.quick, claims=[c.name for c in claims], first_kill=args.first_kill, log=_log)
+    ok = all(r.passed for r in results) and all(row.killed for row in rows or [])
     if args.json:
-        print(json.dumps([{"claim": r.claim.name, "source": r.claim.source, "statement": r.claim.statement,
-                           "observation": r.claim.observation, "ratios": r.ratios, "worst": r.worst,
-                           "passed": r.passed, "seconds": r.seconds} for r in results], indent=2))
-    else:
-        print(f"{'claim':<22} {'source':<58} {'games':>5} {'worst measured/bound':>21}  result")
-        for r in results:
-            label = "PASS" if r.passed else "FAIL"
-            source = r.claim.source + (" [observation]" if r.claim.observation else "")
-            print(f"{r.claim.name:<22} {source[:58]:<58} {len(r.ratios):>5} {r.worst:>21.6g}  {label}")
-        print("each claim's statement: `gamesim verify --json`; ratios ≤ 1 pass")
-    return 0 if all(r.passed for r in results) else 1
+        out = [_result_json(r) for r in results]
+        if rows is not None:
+            out = {"claims": out, "mutants": [{"algorithm": row.mutant.algorithm, "mutant": row.mutant.name,
+                                               "killed": row.killed, "verdicts": row.verdicts,
+                                               "seconds": row.seconds} for row in rows],
+                   "score": {"killed": sum(row.killed for row in rows), "mutants": len(rows)}}
+        print(json.dumps(out, indent=2))
+        return 0 if ok else 1
+    for r in results:
+        print(f"{r.claim.name}  {'PASS' if r.passed else 'FAIL'}  ({r.claim.kind}: {r.claim.source}; "
+              f"{len(r.ratios)} games, {r.seconds:.1f} s)")
+        for label, per_game in r.checks.items():
+            worst = max(per_game.values(), key=lambda c: c.ratio if np.isfinite(c.ratio) else np.inf)
+            print(f"  {worst.kind:<5} {worst.ratio:>9.3g} {'ok  ' if worst.passed else 'FAIL'} {label}")
+    print("ratio = measured/bound (bound) or error/tolerance (sharp), worst over the games; ≤ 1 passes. "
+          "Statements: `gamesim verify --json`")
+    if rows is not None:
+        _print_kill_matrix(results, rows, args.quick)
+    return 0 if ok else 1
+
+
+def _result_json(r) -> dict:
+    import numpy as np
+
+    def number(x):
+        return float(x) if np.isfinite(x) else str(x)
+
+    return {"claim": r.claim.name, "source": r.claim.source, "statement": r.claim.statement, "kind": r.claim.kind,
+            "observation": r.claim.kind == "observation", "algorithms": list(r.claim.algorithms),
+            "ratios": {g: number(v) for g, v in r.ratios.items()}, "worst": number(r.worst), "passed": r.passed,
+            "seconds": r.seconds,
+            "checks": [{"label": label, "kind": next(iter(per_game.values())).kind,
+                        "passed": all(c.passed for c in per_game.values()),
+                        "games": {g: {"ratio": number(c.ratio), "measured": number(c.measured),
+                                      "allowed": number(c.allowed), "note": c.note} for g, c in per_game.items()}}
+                       for label, per_game in r.checks.items()]}
+
+
+def _print_kill_matrix(results, rows, quick: bool) -> None:
+    """Per algorithm: its claims as columns, the correct update's verdicts, then one row per mutant."""
+    passed = {r.claim.name: r.passed for r in results}
+    mark = {"killed": "K", "survived": ".", "not run": "-"}
+    print(f"\nmutation matrix{' (--quick)' if quick else ''}: K killed, . survived, - not run (killed before), "
+          "E the claim crashed on it; first row: the correct update, P passes")
+    for alg in dict.fromkeys(row.mutant.algorithm for row in rows):
+        block = [row for row in rows if row.mutant.algorithm == alg]
+        claims = list(block[0].verdicts)
+        print(f"\n{alg}: " + "  ".join(f"[{i + 1}] {c}" for i, c in enumerate(claims)))
+        width = max(len(row.mutant.name) for row in block) + 2
+        print(f"  {'(correct update)':<{width}}" + "".join(f"{('P' if passed.get(c) else 'F'):>4}" for c in claims))
+        for row in block:
+            cells = "".join(f"{mark.get(row.verdicts[c], 'E'):>4}" for c in claims)
+            print(f"  {row.mutant.name:<{width}}{cells}{'' if row.killed else '   SURVIVED'}")
+    killed = sum(row.killed for row in rows)
+    print(f"\nscore: {killed} of {len(rows)} mutants killed; the correct updates pass "
+          f"{sum(passed.values())} of {len(passed)} claims")
 
 
 def cmd_algorithms(args) -> int:
@@ -293,12 +379,24 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     game = load_game(args.game)
     hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    for item in args.param:
+        key, eq, value = item.partition("=")
+        try:
+            hyper[key.strip()] = float(value)
+        except ValueError:
+            raise GamesimError(f"--param takes KEY=NUMBER (e.g. momentum=0.5), not {item!r}") from None
+        if not eq or not key.strip():
+            raise GamesimError(f"--param takes KEY=NUMBER (e.g. momentum=0.5), not {item!r}")
     sampling = {("batch" if k == "batch_size" else k): getattr(args, k) for k in SAMPLING
                 if getattr(args, k) is not None}
     config = {"game": args.game, "algorithm": args.algorithm, "eta": args.eta, "tau": args.tau,
               "schedule": args.schedule, "iterations": args.iterations, "seed": args.seed,
               "init": args.init, "record_every": args.record_every,
               "dtype": "float32" if args.float32 else "float64", "feedback": args.feedback, **hyper, **sampling}
+    if args.plugin:
+        from .plugins import fingerprint
+
+        config["plugins"] = fingerprint()
     previous = None
     if args.resume:
         if args.overwrite:

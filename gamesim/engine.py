@@ -257,7 +257,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
              {key: np.array([p[key] for p in params], ftype) for key in alg.params})
     consts = (A, log_ref)
 
-    log_pi0 = stack([_initial_policy(g, alg.default_init if init is None else init, s)
+    log_pi0 = stack([initial_policy(g, alg.default_init if init is None else init, s)
                      for g, init, s in zip(games_b, inits, seeds)])
     B = len(taus)
     done = 0 if resume_from is None else int(resume_from.iterations[-1])
@@ -386,7 +386,7 @@ def _as_seq(x, batch_ndim: int) -> list | None:
     return None
 
 
-def _initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
+def initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
     """log π_0 as a (C, n) stack."""
     if isinstance(init, str) and init == "reference":
         return np.log(game.stacked_reference)

@@ -13,7 +13,8 @@ A study's `[[panel]]` tables each draw one axes, laid out `layout = [rows, cols]
   simplex; `equilibria = [τ, …]` marks solve(game, τ).
 - kind = "heatmap": the final metric over two axes `x` and `y` (mean over the rest); NaN cells
   (runs outside the algorithm's valid range) hatched; `outline = "inpo-theorem4"` outlines the cells
-  that meet INPO Theorem 4's condition ητ ≤ 1 and those where its bound is not vacuous.
+  that meet INPO Theorem 4's condition ητ ≤ 1 and those where its bound is not vacuous (the bounds'
+  constants are a priori: `theory.assumption_a_bound`).
 
 Common keys: group (or groups, a list), metric, select = {axis = value | "first" | "last"}, hue,
 hue_symbol (the legend's name for the hue axis),
@@ -55,7 +56,7 @@ AXIS_LABELS = {"gap": "duality gap (original game)", "gap_avg": "duality gap of 
 OVERLAYS = {
     "slope:S": "a reference power law x^S through the line's first point",
     "contraction": "KL_0 (1 − ητ)^t",
-    "inpo-theorem3": "INPO Theorem 3: 2[D/(ηT) + (4τ²B² + 1)η], T plays (needs policies for B)",
+    "inpo-theorem3": "INPO Theorem 3: 2[D/(ηT) + (4τ²B² + 1)η], T plays, B a priori",
     "inpo-theorem4": "INPO Theorem 4: its recursion from KL_0 at constant η; 32C²/(τ²(t+1)) on the theorem schedule",
     "nash-md-theorem1": "Nash-MD Theorem 1: its recursion from KL_0 at constant η; 8/(τ²(t+1)) on the theorem schedule",
     "mmd-theorem34": "MMD Theorem 3.4: KL_0 (1 + ητ)^(−t)",
@@ -68,7 +69,6 @@ KINDS = {"curves": ("x", "spread", "overlays", "reference_group", "reference_lab
          "simplex": ("equilibria",),
          "heatmap": ("x", "y", "outline", "metric")}
 COMMON = ("kind", "group", "groups", "select", "hue", "hue_symbol", "title", "xlabel", "ylabel", "logx", "logy", "ylim", "legend")
-NEEDS_B = ("inpo-theorem3", "inpo-theorem4")
 
 
 def check_panel(panel: dict, groups: dict, where: str) -> None:
@@ -100,10 +100,7 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
             check_keys([panel.get("x", "iteration")], ["iteration", "queries"], f"x in {where}")
         for overlay in _all_overlays(panel):
             check_keys([overlay.split(":")[0] + (":S" if ":" in overlay else "")], list(OVERLAYS), f"overlay in {where}")
-            if overlay in NEEDS_B and not g.policies:
-                raise GamesimError(f"{where}: overlay {overlay!r} needs B = max |log π_t/π_ref|; set "
-                                   f"policies = true in group {name!r}")
-        if (kind == "simplex" or panel.get("outline")) and not g.policies:
+        if kind == "simplex" and not g.policies:
             raise GamesimError(f"{where}: a {kind} panel needs the policies; set policies = true in group {name!r}")
     if ref := panel.get("reference_group"):
         check_keys([ref], list(groups), f"reference_group in {where}")
@@ -219,24 +216,32 @@ def _run_params(group, hue, value, panel, extra=None) -> dict:
     return params
 
 
-def _D_and_B(group, res, select: dict) -> tuple[float, float]:
-    """D = log(1/min π_ref) of the line's game; B = max |log π_t/π_ref| over its recorded iterates."""
+def _line_game(group, select: dict):
+    """The game of a line (its selected game, else the group's first)."""
     from .games import load_game
 
-    game = load_game(select.get("game", group.axes["game"][0]))
-    D = float(np.log(1 / game.reference.min()))
-    if "policy" not in res.arrays:
+    return load_game(select.get("game", group.axes["game"][0]))
+
+
+def _constants(game, params) -> tuple[float, float]:
+    """The bounds' a-priori constants for a run: D = log(1/min π_ref) and INPO's Assumption A bound
+    B from π_0 and τ (`theory.assumption_a_bound`), never measured on the run."""
+    from . import theory
+    from .engine import initial_policy
+
+    D = float(np.log(1 / game.stacked_reference.min()))
+    tau = params.get("tau", 0.0)
+    if not tau:
         return D, 0.0
-    pol, _ = res.select("policy", **select)
-    ref = game.stack_policy(game.reference)
-    with np.errstate(divide="ignore"):
-        B = float(np.nanmax(np.abs(np.log(pol[..., :game.n]) - np.log(ref))))
-    return D, B
+    init = params.get("init") or "reference"
+    init = list(init) if isinstance(init, tuple) else init
+    return D, theory.assumption_a_bound(game, tau, initial_policy(game, init, params.get("seed", 0)))
 
 
-def _theory(name, t, params, D, B, y0):
+def _theory(name, t, params, game, y0):
     from . import theory
 
+    D, B = _constants(game, params)
     tau, eta = params.get("tau", 0.0), params.get("eta")
     t = np.asarray(t, float)
     if eta == "theorem3":
@@ -297,7 +302,7 @@ def _curves(ax, panel, study, results):
         if x_name == "queries":
             it = _lines(panel, study, results, "queries", gname)[1]
         for i, value in enumerate(hues):
-            D, B = _D_and_B(group, results[gname], _line_select(panel, value))
+            game = _line_game(group, _line_select(panel, value))
             if panel.get("hue") == "group":
                 (color, ls), label = _color("group", None, g), panel.get("labels", {}).get(gname, gname)
             else:
@@ -310,14 +315,14 @@ def _curves(ax, panel, study, results):
                 ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=color, alpha=0.18, lw=0)
             params = _run_params(group, panel.get("hue", "algorithm"), value, panel)
             for name in _overlays(panel, value):
-                _overlay(ax, name, x, np.nanmean(y, 0), params, D, B, color)
+                _overlay(ax, name, x, np.nanmean(y, 0), params, game, color)
         if ref := panel.get("reference_group"):
             _reference_curves(ax, panel, study, results, ref, hues, x_name)
     _finish(ax, panel, "preference queries" if x_name == "queries" else "iteration t",
             AXIS_LABELS.get(metric, metric))
 
 
-def _overlay(ax, name, x, y, params, D, B, color):
+def _overlay(ax, name, x, y, params, game, color):
     if name.startswith("slope:"):
         s = float(name.split(":")[1])
         ok = np.flatnonzero(np.isfinite(y) & (x > 0))
@@ -325,7 +330,7 @@ def _overlay(ax, name, x, y, params, D, B, color):
             x0, y0 = x[ok[0]], y[ok[0]]
             ax.plot(x[ok], y0 * (x[ok] / x0) ** s, color="0.4", ls=":", lw=1.2, label=f"slope {s:g}")
         return
-    bound = _theory(name, x, params, D, B, y[0])
+    bound = _theory(name, x, params, game, y[0])
     ax.plot(x, bound, color=color, ls="-." if name == "contraction" else "--", lw=1.1, label=OVERLAY_LABELS[name])
 
 
@@ -355,7 +360,7 @@ def _final(ax, panel, study, results):
         if x_name == "queries":
             queries = _lines(panel, study, results, "queries", gname, free)[1]
         for i, value in enumerate(hues):
-            D, B = _D_and_B(group, results[gname], _line_select(panel, value))
+            game = _line_game(group, _line_select(panel, value))
             color, ls = _color(hue, value, i)
             final = _positive(data[i][..., -1])  # (X, M)
             if x_name == "queries":  # queries per iteration, averaged over the runs of each point
@@ -371,9 +376,9 @@ def _final(ax, panel, study, results):
                         ls=ls, color=color, capsize=3, label=label, ms=4)
             for name in _overlays(panel, value):
                 if name.startswith("slope:"):
-                    _overlay(ax, name, x, mean, {}, D, B, color)
+                    _overlay(ax, name, x, mean, {}, game, color)
                     continue
-                bound = [float(_theory(name, [t[-1]], _run_params(group, hue, value, panel, {x_name: xv}), D, B,
+                bound = [float(_theory(name, [t[-1]], _run_params(group, hue, value, panel, {x_name: xv}), game,
                                        np.nanmean(data[i][j, :, 0]))[0])
                          for j, (xv, t) in enumerate(zip(group.axes[x_name], it[i][:, 0]))]
                 ax.plot(x, bound, color=color, ls="--", lw=1.1, label=OVERLAY_LABELS[name])
@@ -467,7 +472,7 @@ def _theorem4_regions(group, res, panel, xd, yd) -> tuple[np.ndarray, np.ndarray
         condition[r, c] = p["eta"] * p["tau"] <= 1
         if not condition[r, c]:
             continue
-        _, B = _D_and_B(group, res, panel.get("select", {}) | cell)  # B of this cell's runs
+        _, B = _constants(_line_game(group, panel.get("select", {}) | cell), p)  # a priori, from π_0 and τ
         useful[r, c] = condition[r, c] and 8 * max(B * p["tau"], 1.0) ** 2 * p["eta"] / p["tau"] < k0
     return condition, useful
 

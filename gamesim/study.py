@@ -53,7 +53,7 @@ LM_KEYS = AXIS_KEYS + ("record_every", "records", "metrics", "skip_invalid", "pe
                        "steps", "lr")
 """The keys of a `mode = "lm"` group (transformer mode, `lm`): its games are `sequence` games."""
 SAMPLED_PARAMS = ("lr", "flip", "position_bias")
-SPEC_KEYS = ("title", "caption", "layout", "panel_size", "defaults", "group", "panel", "quick")
+SPEC_KEYS = ("title", "caption", "layout", "panel_size", "defaults", "group", "panel", "quick", "plugins")
 AXIS_NAMES = {"games": "game", "algorithms": "algorithm", "seeds": "seed"}
 
 
@@ -108,9 +108,7 @@ class Study:
 
 
 @functools.cache
-def code_fingerprint() -> str:
-    """A hash of gamesim's source (less the drawing and the command line, which do not change
-    results): a cached cell or study is reused only by the code that made it."""
+def _source_fingerprint() -> str:
     digest = hashlib.sha1()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         if path.name not in ("plots.py", "cli.py"):
@@ -118,8 +116,24 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def load_spec(path, quick: bool = False) -> Study:
-    """Read and validate a study spec; GamesimError names any unknown key or bad value."""
+def code_fingerprint() -> str:
+    """A hash of gamesim's source (less the drawing and the command line, which do not change
+    results) and of every plugin loaded: a cached cell or study is reused only by the code that made it."""
+    from .plugins import fingerprint
+
+    plugins = fingerprint()
+    if not plugins:
+        return _source_fingerprint()
+    return hashlib.sha1((_source_fingerprint() + json.dumps(plugins, sort_keys=True)).encode()).hexdigest()[:12]
+
+
+def load_spec(path, quick: bool = False, allow_plugins: bool = False) -> Study:
+    """Read and validate a study spec; GamesimError names any unknown key or bad value.
+
+    A spec's `plugins = ["my_method.py", …]` (paths relative to the spec) are Python files that
+    register algorithms; they run only with allow_plugins=True (`--allow-plugins`), else the spec
+    is refused, so that reading a spec never runs code by itself.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -129,6 +143,7 @@ def load_spec(path, quick: bool = False) -> Study:
         raise GamesimError(f"{path}: not valid TOML ({exc})") from None
     where = path.name
     check_keys(raw, SPEC_KEYS, f"key in {where}")
+    _load_plugins(raw.get("plugins", []), path, allow_plugins)
     if not raw.get("group"):
         raise GamesimError(f"{where} has no [[group]] of runs; add at least one")
     if not raw.get("panel"):
@@ -159,6 +174,19 @@ def load_spec(path, quick: bool = False) -> Study:
         check_panel(panel, groups, f"{where} panel {i + 1}")
     spec = {k: v for k, v in raw.items() if k not in ("quick", "defaults", "group")} | {"group": resolved_groups}
     return Study(path.stem, path, spec, groups, panels, quick)
+
+
+def _load_plugins(plugins, spec_path: Path, allowed: bool) -> None:
+    """Run the spec's plugin files (relative to the spec), or refuse the spec when not allowed."""
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise GamesimError(f"{spec_path.name}: plugins is a list of Python files, e.g. plugins = [\"my_method.py\"]")
+    if plugins and not allowed:
+        raise GamesimError(f"{spec_path.name} lists plugins ({', '.join(plugins)}), which run Python code; "
+                           "pass --allow-plugins to run them (or load them yourself with --plugin FILE)")
+    from .plugins import load_plugin
+
+    for plugin in plugins:
+        load_plugin(spec_path.parent / plugin)
 
 
 def _group(name: str, table: dict, where: str) -> Group:
@@ -520,7 +548,8 @@ def plot_study(study: Study, results: dict, figures_dir) -> list[Path]:
     return draw(study, results, figures_dir / study.name)
 
 
-def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, log=print) -> list[Path]:
+def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, log=print,
+              allow_plugins: bool = False) -> list[Path]:
     """Run and plot every study in `experiments_dir`; check that every figure has ink on it."""
     specs = sorted(Path(experiments_dir).glob("*.toml"))
     if not specs:
@@ -528,7 +557,7 @@ def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, lo
                            "or pass --experiments DIR")
     written = []
     for path in specs:
-        study = load_spec(path, quick)
+        study = load_spec(path, quick, allow_plugins)
         t0 = time.perf_counter()
         results = run_study(study, results_dir, log=log)
         files = plot_study(study, results, figures_dir)

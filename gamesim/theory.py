@@ -73,3 +73,95 @@ def mmd_max_eta(alpha, A):
     r"""MMD's step condition η ≤ α/L², L = max_ij |A_ij| (Prop. 2.4: F is max|A|-smooth for
     two-player zero-sum normal-form games; P and A = P − 1/2 give the same F on the simplex)."""
     return alpha / np.abs(A).max() ** 2
+
+
+# --- a-priori constants ------------------------------------------------------------------------------
+def assumption_a_bound(game, tau: float, log_pi0=None) -> float:
+    r"""A bound on INPO's Assumption A constant B ≥ |log(π_t/π_ref)| that holds before the run, for
+    OMD/INPO and Nash-MD with η_tτ ≤ 1 (derived):
+
+        B = max(osc(log(π_0/π_ref)), ω/τ),   ω = max_{y,y',z} (A_{yz} − A_{y'z}) ≤ 1,
+
+    osc(v) = max v − min v. Each step writes d_{t+1} = (1 − η_tτ)d_t + η_t s_t − log Z_t with scores
+    s_t = Aπ_t (Nash-MD: Aπ^μ_t), osc(s_t) ≤ ω, so osc(d_{t+1}) ≤ (1 − η_tτ)osc(d_t) + η_tω never
+    exceeds max(osc(d_0), ω/τ); and |d_t| ≤ osc(d_t) because Σ π_ref e^{d_t} = 1 puts 0 between
+    min d_t and max d_t. From π_0 = π_ref, Bτ = ω ≤ 1, so INPO's C = max(Bτ, 1) is 1.
+    """
+    A = game.payoff
+    omega = float(np.max(A.max(axis=1) - A.min(axis=1)))
+    log_ref = np.log(game.stacked_reference)
+    d0 = 0.0 if log_pi0 is None else float(np.max(np.ptp(np.asarray(log_pi0) - log_ref, axis=-1)))
+    return max(d0, omega / tau)
+
+
+def kl_contraction_bound(t, eta, tau, kl_0):
+    r"""KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0):
+    - OMD/INPO at η with η/(1 − ητ) ≤ τ/L² (gamesim's derivation: it is MMD at η_m = η/(1 − ητ),
+      whose Theorem 3.4 contracts by 1/(1 + η_mτ) = 1 − ητ; see `omd_max_eta`);
+    - the predictive update / extragradient at η ≤ 1/(τ + 2 max|A|) (Cen, Wei & Chi 2021, Thm. 1,
+      with the entropy replaced by KL to π_ref and both players' KL equal in self-play)."""
+    return kl_0 * (1 - eta * tau) ** np.asarray(t, dtype=float)
+
+
+def omd_max_eta(tau, A):
+    r"""The largest OMD/INPO step for which the MMD step condition η_m ≤ τ/L² holds at η_m =
+    η/(1 − ητ): η = η_m/(1 + η_mτ) with η_m = τ/L², L = max|A|."""
+    eta_m = mmd_max_eta(tau, A)
+    return eta_m / (1 + eta_m * tau)
+
+
+def extragradient_max_eta(tau, A):
+    r"""Cen, Wei & Chi (2021) Theorem 1's step condition for the predictive update: η ≤ 1/(τ + 2‖A‖_∞),
+    ‖A‖_∞ = max|A_ij| (≤ 1/2 for a preference game)."""
+    return 1.0 / (tau + 2 * np.abs(A).max())
+
+
+def nash_md_constant_bound(t, eta, tau, kl_0):
+    r"""NLHF Theorem 1's recursion KL_{t+1} ≤ (1 − ητ)KL_t + 2η² unrolled at a constant η (ητ ≤ 1):
+    KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL_0 + (2η/τ)(1 − (1 − ητ)^t)."""
+    q = (1 - eta * tau) ** np.asarray(t, dtype=float)
+    return q * kl_0 + 2 * eta / tau * (1 - q)
+
+
+# --- exact predictions ---------------------------------------------------------------------------------
+def mixture_limit(game, tau: float, beta: float) -> np.ndarray:
+    r"""The stationary point of IPO-MD and Nash-MD-PG (Calandriello et al. 2024, eq. 13),
+    π ∝ π_ref exp(Pπ'/τ) with π' ∝ π^{1−β}π_ref^β, found without iterating: by their Prop. 5.2
+    π' is the regularized equilibrium at temperature τ/(1 − β), so π = softmax(log π_ref + Aπ*_{τ/(1−β)}/τ).
+    Constant-step Nash-MD converges to the same point with β = ητ (gamesim's derivation: its
+    fixed point satisfies log π = (1 − ητ) log π + ητ log π_ref + ηAπ^μ − c, i.e. eq. 13)."""
+    from scipy.special import log_softmax
+
+    from .equilibria import solve
+
+    if not 0 <= beta < 1:
+        raise ValueError(f"the mixture weight β must be in [0, 1), got {beta}")
+    mix = game.stack_policy(solve(game, tau / (1 - beta)).policy)
+    logits = np.log(game.stacked_reference) + np.einsum("cij,cj->ci", game.payoff, mix) / tau
+    return game.unstack(np.exp(log_softmax(logits, axis=-1)))
+
+
+def local_rate(step, state, A, log_ref, eta, tau, params=None):
+    r"""(ρ, u): the spectral radius ρ of the Jacobian J = ∂step/∂state at a fixed point `state`
+    (any pytree of arrays; t = 0 and constant η), and a left eigenvector u of its dominant
+    eigenvalue λ. Near the fixed point the error e_t = state_t − state* obeys e_{t+1} ≈ Je_t, so the
+    dominant mode z_t = uᴴe_t obeys z_{t+1} ≈ λz_t: |z_t| shrinks by exactly ρ per step, the
+    asymptotic linear rate (derived: linearization). J is computed by JAX's autodiff of `step`.
+    Directions that leave the normalized log-policies (adding a constant to log π) are mapped to
+    eigenvalue 0, so they never set ρ.
+    """
+    import jax
+    import scipy.linalg
+    from jax.flatten_util import ravel_pytree
+
+    with jax.enable_x64(True):
+        flat, unravel = ravel_pytree(jax.tree_util.tree_map(jax.numpy.asarray, state))
+        A, log_ref = jax.numpy.asarray(A), jax.numpy.asarray(log_ref)
+
+        def f(x):
+            return ravel_pytree(step(unravel(x), A, log_ref, eta, tau, 0.0, params or {}))[0]
+
+        J = np.asarray(jax.jacobian(f)(flat))
+    w, left = scipy.linalg.eig(J, left=True, right=False)
+    i = int(np.argmax(np.abs(w)))
+    return float(np.abs(w[i])), left[:, i]

@@ -7,7 +7,7 @@ import pytest
 from conftest import normalize
 
 from gamesim import GamesimError, load_game, simulate
-from gamesim.algorithms import (ALGORITHMS, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
+from gamesim.algorithms import (ALGORITHMS, BUILTIN, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
                                 eta_to_sppo_beta, get_algorithm, theorem_schedule)
 from gamesim.updates import hedge_update, omd_update
 from gamesim.losses import inpo_loss, inpo_population_loss, inpo_regression_loss, sppo_loss
@@ -105,9 +105,10 @@ def test_invalid_step_sizes_are_refused(name, eta, tau, schedule, message):
 def test_unknown_algorithm_suggests():
     with pytest.raises(GamesimError, match="did you mean 'nash-md'"):
         get_algorithm("nashmd")
-    assert set(ALGORITHMS) == {"omd", "inpo", "nash-md", "sppo", "optimistic-omd", "extragradient", "mmd", "mpo",
-                               "comal", "online-ipo", "ipo-md", "nash-md-pg", "iterative-dpo", "iterative-ipo",
-                               "dno", "fictitious-play", "replicator"}
+    assert set(BUILTIN) <= set(ALGORITHMS)
+    assert set(BUILTIN) == {"omd", "inpo", "nash-md", "sppo", "optimistic-omd", "extragradient", "mmd", "mpo", "comal",
+                            "online-ipo", "ipo-md", "nash-md-pg", "iterative-dpo", "iterative-ipo", "dno",
+                            "fictitious-play", "replicator"}
 
 
 # --- losses ---------------------------------------------------------------------------------------
