@@ -20,6 +20,7 @@ import functools
 import math
 import sys
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -413,9 +414,10 @@ def _progress_bar(progress, total, done, long_run):
 
 
 # --- compiled pieces (cached per algorithm, shape flags and loop lengths) ---------------------------
-def _per_run(alg: Algorithm):
+def _per_run(init, step, log_policy):
     """The single-run functions the batch vmaps: start (π_0 → carry, record), a chunk, and the
-    records of stored states (the numba path's)."""
+    records of stored states (the numba path's). They close over the algorithm's functions, not
+    the Algorithm, so that its compiled loops (`_compiled`) die with it."""
     import jax
     import jax.numpy as jnp
 
@@ -424,7 +426,7 @@ def _per_run(alg: Algorithm):
     def snapshot(state, acc, consts, hyper):
         A, log_ref = consts
         _, _, tau, weights, log_pi_star, pi_vn, _ = hyper
-        log_pi = alg.log_policy(state)
+        log_pi = log_policy(state)
         return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn), jnp.exp(log_pi)
 
     def snapshots(log_pi, plays, sum_pi, sum_kl_ref, sum_log_ratio, consts, hyper):
@@ -433,8 +435,8 @@ def _per_run(alg: Algorithm):
 
     def start(consts, hyper, log_pi0, key):
         A, log_ref = consts
-        state = alg.init(log_pi0, A, log_ref, key)
-        acc = accumulate(None, alg.log_policy(state), log_ref)
+        state = init(log_pi0, A, log_ref, key)
+        acc = accumulate(None, log_policy(state), log_ref)
         carry = (state, acc, jnp.zeros((), log_pi0.dtype))
         return carry, snapshot(state, acc, consts, hyper)
 
@@ -445,8 +447,8 @@ def _per_run(alg: Algorithm):
 
         def update(c, _):
             state, acc, t = c
-            state = alg.step(state, A, log_ref, eta0 / (1 + decay * t), tau, t, params)
-            return (state, accumulate(acc, alg.log_policy(state), log_ref), t + 1), None
+            state = step(state, A, log_ref, eta0 / (1 + decay * t), tau, t, params)
+            return (state, accumulate(acc, log_policy(state), log_ref), t + 1), None
 
         def one_record(c, _):
             c, _ = jax.lax.scan(update, c, None, length=k)
@@ -457,30 +459,42 @@ def _per_run(alg: Algorithm):
     return start, chunk, snapshots
 
 
-@functools.cache
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""Algorithm → {(piece, flags…): jitted function}. Weak: an algorithm's compiled loops are freed
+with it, so a process that makes many throwaway algorithms (a user's sweep over variants,
+`mutants.kill_matrix`) does not pile up compiled code until the system refuses more memory maps."""
+
+
+def _compiled(alg: Algorithm, key: tuple, build):
+    per_alg = _COMPILED.setdefault(alg, {})
+    if key not in per_alg:
+        per_alg[key] = build(_per_run(alg.init, alg.step, alg.log_policy))
+    return per_alg[key]
+
+
 def _start(alg: Algorithm, shared: bool):
     import jax
 
-    start = _per_run(alg)[0]
     game_axis = None if shared else 0
-    return jax.jit(jax.vmap(start, in_axes=((game_axis, game_axis), 0, 0, 0)))
+    return _compiled(alg, ("start", shared),
+                     lambda pieces: jax.jit(jax.vmap(pieces[0], in_axes=((game_axis, game_axis), 0, 0, 0))))
 
 
-@functools.cache
 def _chunk(alg: Algorithm, shared: bool, k: int, r: int):
     import jax
 
-    chunk = _per_run(alg)[1]
     game_axis = None if shared else 0
-    run = functools.partial(chunk, k=k, r=r)
-    return jax.jit(jax.vmap(run, in_axes=(0, (game_axis, game_axis), 0)))
+    return _compiled(alg, ("chunk", shared, k, r), lambda pieces: jax.jit(
+        jax.vmap(functools.partial(pieces[1], k=k, r=r), in_axes=(0, (game_axis, game_axis), 0))))
 
 
-@functools.cache
 def _snapshots(alg: Algorithm, shared: bool):
     import jax
 
-    snapshots = _per_run(alg)[2]
     game_axis = None if shared else 0
-    over_records = jax.vmap(snapshots, in_axes=(0, 0, 0, 0, 0, None, None))
-    return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, (game_axis, game_axis), 0)))
+
+    def build(pieces):
+        over_records = jax.vmap(pieces[2], in_axes=(0, 0, 0, 0, 0, None, None))
+        return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, (game_axis, game_axis), 0)))
+
+    return _compiled(alg, ("snapshots", shared), build)

@@ -59,7 +59,7 @@ def test_resume_equals_uninterrupted():
 def test_interrupt_keeps_completed_chunks(monkeypatch):
     """Ctrl-C during a run returns what the completed chunks recorded, and the run resumes from it."""
     monkeypatch.setattr(engine, "CHUNK_WORK", 1.0)  # one record per chunk
-    compiled = engine._chunk.__wrapped__
+    compiled = engine._chunk
     calls = {"n": 0}
 
     def interrupting(*key):
