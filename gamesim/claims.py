@@ -270,6 +270,18 @@ def linear_convergence(ctx: Context, name: str, *, eta, tau, limit, label: str, 
     return checks
 
 
+def contraction(ctx: Context, name: str, *, eta, tau, rate: float, label: str) -> list[Check]:
+    """A theorem's linear contraction KL(π*_τ‖π_t) ≤ rate^t KL(π*_τ‖π_0) checked over 300 steps
+    from π_ref, with `linear_convergence`'s sharp checks and ρ̂² ≤ rate."""
+    from .equilibria import solve
+
+    traj = ctx.simulate(name, eta=eta, tau=tau, iterations=300)
+    kl, t = traj.metrics["kl_to_eq"], traj.iterations
+    return [bound(f"KL(π*_τ‖π_t) ≤ rate^t KL(π*_τ‖π_0), {label}", kl[1:], kl[0] * rate ** t[1:].astype(float)),
+            *linear_convergence(ctx, name, eta=eta, tau=tau, limit=solve(ctx.game, tau).policy, label=label,
+                                theorem_rate=rate)]
+
+
 def _average_is_uniform(game, traj, tau, metric: str) -> Check:
     """The recorded average-iterate metric is that of the uniform mixture of π_0..π_t (every record)."""
     pis = _stacked(game, traj.policies)
@@ -388,17 +400,10 @@ def _omd_linear(ctx: Context) -> list[Check]:
     α = τ and step η_m is log π_{t+1} = [log π_t + η_mτ log π_ref + η_mAπ_t]/(1 + η_mτ) − c, which is
     OMD at η = η_m/(1 + η_mτ). MMD's Theorem 3.4 then gives KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0)
     whenever η_m = η/(1 − ητ) ≤ τ/L², L = max|A|; checked at the largest such η."""
-    from .equilibria import solve
-
-    game, tau = ctx.game, 0.2
-    eta = float(theory.omd_max_eta(tau, game.payoff))
-    checks = linear_convergence(ctx, "omd", eta=eta, tau=tau, limit=solve(game, tau).policy,
-                                label=f"η = the largest the condition allows, τ = {tau}",
-                                theorem_rate=1 - eta * tau)
-    traj = ctx.simulate("omd", eta=eta, tau=tau, iterations=300)
-    kl = traj.metrics["kl_to_eq"]
-    return [bound("KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0) (MMD Thm. 3.4 at η_m = η/(1 − ητ) ≤ τ/L²)",
-                  kl[1:], theory.kl_contraction_bound(traj.iterations[1:], eta, tau, kl[0])), *checks]
+    tau = 0.2
+    eta = float(theory.omd_max_eta(tau, ctx.game.payoff))
+    return contraction(ctx, "omd", eta=eta, tau=tau, rate=1 - eta * tau,
+                       label=f"rate 1 − ητ, η the largest with η/(1 − ητ) ≤ τ/L², τ = {tau}")
 
 
 # --- Nash-MD -------------------------------------------------------------------------------------------
@@ -494,16 +499,10 @@ def _egpo_linear(ctx: Context) -> list[Check]:
     """EGPO's tabular step (extragradient with the KL mirror map) is Cen et al.'s predictive update
     in self-play; their Theorem 1 contracts KL(π*_τ‖π_t) by (1 − ητ) per step for η ≤ 1/(τ + 2 max|A|).
     Sharp: the limit π*_τ and the Jacobian's rate, which that contraction must bound."""
-    from .equilibria import solve
-
-    game, tau = ctx.game, 0.1
-    eta = float(theory.extragradient_max_eta(tau, game.payoff))
-    traj = ctx.simulate("extragradient", eta=eta, tau=tau, iterations=300)
-    kl = traj.metrics["kl_to_eq"]
-    return [bound("KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0) at η = 1/(τ + 2 max|A|)", kl[1:],
-                  theory.kl_contraction_bound(traj.iterations[1:], eta, tau, kl[0])),
-            *linear_convergence(ctx, "extragradient", eta=eta, tau=tau, limit=solve(game, tau).policy,
-                                label=f"η = 1/(τ + 2 max|A|), τ = {tau}", theorem_rate=1 - eta * tau)]
+    tau = 0.1
+    eta = float(theory.extragradient_max_eta(tau, ctx.game.payoff))
+    return contraction(ctx, "extragradient", eta=eta, tau=tau, rate=1 - eta * tau,
+                       label=f"rate 1 − ητ at η = 1/(τ + 2 max|A|), τ = {tau}")
 
 
 def _optimistic_states(game):
@@ -544,16 +543,10 @@ def _optimistic_unregularized(ctx: Context) -> list[Check]:
 def _mmd_theorem34(ctx: Context) -> list[Check]:
     """MMD Theorem 3.4 at its largest step η = α/L², L = max|A|: KL(π*_τ‖π_t) ≤ (1 + ηα)^{−t}KL_0;
     sharp: the limit π*_τ and the Jacobian's rate, which the theorem's must bound."""
-    from .equilibria import solve
-
-    game, tau = ctx.game, 0.2
-    eta = float(theory.mmd_max_eta(tau, game.payoff))
-    traj = ctx.simulate("mmd", eta=eta, tau=tau, iterations=300)
-    kl = traj.metrics["kl_to_eq"]
-    return [bound("KL(π*_τ‖π_t) ≤ (1 + ητ)^{−t} KL(π*_τ‖π_0) at η = τ/L²", kl[1:],
-                  theory.mmd_rate(traj.iterations[1:], eta, tau, kl[0])),
-            *linear_convergence(ctx, "mmd", eta=eta, tau=tau, limit=solve(game, tau).policy,
-                                label=f"η = τ/L², α = τ = {tau}", theorem_rate=1 / (1 + eta * tau))]
+    tau = 0.2
+    eta = float(theory.mmd_max_eta(tau, ctx.game.payoff))
+    return contraction(ctx, "mmd", eta=eta, tau=tau, rate=1 / (1 + eta * tau),
+                       label=f"rate 1/(1 + ηα) at η = α/L², α = τ = {tau}")
 
 
 # --- online IPO, IPO-MD, Nash-MD-PG ---------------------------------------------------------------------

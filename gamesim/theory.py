@@ -94,25 +94,20 @@ def assumption_a_bound(game, tau: float, log_pi0=None) -> float:
     return max(d0, omega / tau)
 
 
-def kl_contraction_bound(t, eta, tau, kl_0):
-    r"""KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0):
-    - OMD/INPO at η with η/(1 − ητ) ≤ τ/L² (gamesim's derivation: it is MMD at η_m = η/(1 − ητ),
-      whose Theorem 3.4 contracts by 1/(1 + η_mτ) = 1 − ητ; see `omd_max_eta`);
-    - the predictive update / extragradient at η ≤ 1/(τ + 2 max|A|) (Cen, Wei & Chi 2021, Thm. 1,
-      with the entropy replaced by KL to π_ref and both players' KL equal in self-play)."""
-    return kl_0 * (1 - eta * tau) ** np.asarray(t, dtype=float)
-
-
 def omd_max_eta(tau, A):
     r"""The largest OMD/INPO step for which the MMD step condition η_m ≤ τ/L² holds at η_m =
-    η/(1 − ητ): η = η_m/(1 + η_mτ) with η_m = τ/L², L = max|A|."""
+    η/(1 − ητ): η = η_m/(1 + η_mτ) with η_m = τ/L², L = max|A|. There (gamesim's derivation: OMD at
+    η is MMD at η_m, whose Theorem 3.4 contracts by 1/(1 + η_mτ) = 1 − ητ)
+    KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0)."""
     eta_m = mmd_max_eta(tau, A)
     return eta_m / (1 + eta_m * tau)
 
 
 def extragradient_max_eta(tau, A):
-    r"""Cen, Wei & Chi (2021) Theorem 1's step condition for the predictive update: η ≤ 1/(τ + 2‖A‖_∞),
-    ‖A‖_∞ = max|A_ij| (≤ 1/2 for a preference game)."""
+    r"""Cen, Wei & Chi (2021) Theorem 1's step condition for the predictive update (EGPO's tabular
+    step): η ≤ 1/(τ + 2‖A‖_∞), ‖A‖_∞ = max|A_ij| (≤ 1/2 for a preference game), under which
+    KL(π*_τ‖π_t) ≤ (1 − ητ)^t KL(π*_τ‖π_0) (entropy replaced by KL to π_ref; in self-play both
+    players' KL are equal)."""
     return 1.0 / (tau + 2 * np.abs(A).max())
 
 
