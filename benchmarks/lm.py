@@ -47,13 +47,6 @@ QUICK_BATCH = 128
 LR = 3e-3
 
 
-def flops_per_token(cfg):
-    """(matmul weights N, forward FLOPs per token F) as in the module doc."""
-    n, d, m, V, T = cfg.n_layers, cfg.d_model, cfg.d_mlp, cfg.vocab, cfg.length
-    N = n * (4 * d * d + 2 * d * m) + d * V
-    return N, 2 * N + 2 * n * T * d
-
-
 def timed(call, target, windows=3):
     """(seconds of one steady call, compile seconds): a warm-up call, then `windows` windows of
     calls, each lasting target / windows seconds; the per-call time of the fastest window."""
@@ -110,7 +103,7 @@ def measure(name, cfg, batch, target):
     n_params = sum(x.size for x in jax.tree_util.tree_leaves(params))
     contexts = jnp.zeros((batch,), jnp.int32)
     tokens = batch * cfg.length
-    N, F = flops_per_token(cfg)
+    N, F = cfg.flops_per_token()
 
     counter = iter(range(1 << 30))
     sample_s, sample_compile = timed(

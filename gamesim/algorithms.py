@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +48,16 @@ def eta_to_sppo_beta(eta: float) -> float:
 def theorem_schedule(tau: float, t):
     """η_t = 2/(τ(t+2)), t = 0, 1, …: Nash-MD Theorem 1 and INPO Theorem 4 (η_0 τ = 1)."""
     return 2.0 / (tau * (t + 2))
+
+
+MIN_ETA, MAX_ETA = 1e-12, 1e12
+"""The learning rates accepted: below 1e-12 a step ηAπ is within a few thousand float64 roundings
+of log π; above 1e12 the logits of a long run overflow."""
+
+
+def _is_number(x) -> bool:
+    """A finite real number, Python's or numpy's (not a bool)."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 
 
 # --- registry --------------------------------------------------------------------------------------
@@ -119,8 +130,7 @@ class Algorithm:
         out = {}
         for key, p in self.params.items():
             value = given.get(key, p.default)
-            if not (isinstance(value, (int, float)) and p.low <= value <= p.high) or \
-                    (p.integer and value != int(value)):
+            if not (_is_number(value) and p.low <= value <= p.high) or (p.integer and value != int(value)):
                 kind = "an integer" if p.integer else "a number"
                 raise GamesimError(f"{self.name}: {key} must be {kind} in [{p.low:g}, {p.high:g}] "
                                    f"({p.doc}); got {value!r}")
@@ -146,8 +156,9 @@ class Algorithm:
             return
         if eta is None:
             raise GamesimError(f"{self.name} needs a learning rate eta")
-        if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
-            raise GamesimError(f"the learning rate eta must be a finite number > 0, got {eta}")
+        if not (_is_number(eta) and MIN_ETA <= eta <= MAX_ETA):
+            raise GamesimError(f"the learning rate eta must be a number in [{MIN_ETA:g}, {MAX_ETA:g}], got {eta!r}: "
+                               "outside it a step is lost in float64 rounding, or overflows the logits")
         if self.eta_below is not None and eta >= self.eta_below:
             raise GamesimError(f"{self.name} needs eta < {self.eta_below:g} (every factor 1 + η(Aπ)_y "
                                f"must stay positive); got eta={eta}")

@@ -7,7 +7,6 @@ the commands, so `gamesim --help` and `gamesim games` start fast.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
@@ -42,9 +41,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None) -> int:
+    """Run the command line `argv` (default: this process's own, which also makes SIGTERM stop any
+    command within SIGTERM_GRACE seconds, see `_honour_sigterm`); returns the exit code."""
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
+        _honour_sigterm(own_process=argv is None)
         _use_compilation_cache()
         if getattr(args, "plugin", None):
             from .plugins import load_plugin
@@ -55,6 +57,40 @@ def main(argv=None) -> int:
     except GamesimError as exc:
         print(f"gamesim: error: {exc}", file=sys.stderr)
         return 2
+
+
+SIGTERM_GRACE = 30.0
+"""Seconds a command has to save its work after SIGTERM before the process ends anyway."""
+
+
+def _honour_sigterm(own_process: bool) -> None:
+    """SIGTERM stops every command like Ctrl-C: the command saves what it has and exits (130).
+
+    In its own process gamesim blocks SIGTERM in every thread and waits for it on a watcher
+    thread, which interrupts the main thread and, if that is still inside one long computation
+    (a compilation, a large solve) SIGTERM_GRACE seconds later, ends the process (exit 143):
+    a run then keeps its last checkpoint. Called from Python (tests), it only installs a handler.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if not own_process:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        return
+    import _thread
+    import os
+    import time
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def watch():
+        signal.sigwait({signal.SIGTERM})
+        _thread.interrupt_main()
+        time.sleep(SIGTERM_GRACE)
+        os._exit(143)
+
+    threading.Thread(target=watch, name="gamesim-sigterm", daemon=True).start()
 
 
 def _use_compilation_cache() -> None:
@@ -92,6 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("game", help="a built-in spec (e.g. cycle3, random:n=10,seed=3) or a CSV file")
     s.add_argument("--tau", type=float, default=0.0, help="KL weight to the reference policy")
     s.add_argument("--json", action="store_true", help="print JSON")
+    _yes_flag(s)
     s.set_defaults(command=cmd_solve)
 
     r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics")
@@ -115,6 +152,9 @@ def _build_parser() -> argparse.ArgumentParser:
         r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any hyperparameter of the algorithm, e.g. a plugin algorithm's own (repeatable)")
+    r.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                   help="save the run so far at least this often (default 60 s); a crash loses at most that")
+    _yes_flag(r)
     _plugin_flag(r)
     r.set_defaults(command=cmd_run)
 
@@ -174,12 +214,20 @@ def _build_parser() -> argparse.ArgumentParser:
     lr_.add_argument("--out", required=True, help="directory for metrics.csv, run.json, checkpoint.npz")
     lr_.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     lr_.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    lr_.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
+                     help="save the run at a record at least this often (default 60 s)")
+    _yes_flag(lr_)
     lr_.set_defaults(command=cmd_lm_run)
 
     d = sub.add_parser("demo", help="INPO, Nash-MD and SPPO on the 3-cycle game, side by side")
     d.add_argument("--iterations", type=int, default=3000)
     d.set_defaults(command=cmd_demo)
     return p
+
+
+def _yes_flag(p) -> None:
+    p.add_argument("--yes", action="store_true",
+                   help="start even when the estimate is above 10 minutes or 256 MB of results (see the README)")
 
 
 def _plugin_flag(p) -> None:
@@ -189,6 +237,7 @@ def _plugin_flag(p) -> None:
 
 def _study_flags(p) -> None:
     _plugin_flag(p)
+    _yes_flag(p)
     p.add_argument("--allow-plugins", action="store_true",
                    help="run the Python files a spec lists under plugins = [...] (they execute code)")
     p.add_argument("--quick", action="store_true", help="the specs' [quick] settings (CI): small grids, short runs")
@@ -207,7 +256,6 @@ def _log(message: str) -> None:
 
 
 def _interruptible(run):
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return run()
     except KeyboardInterrupt:
@@ -220,7 +268,7 @@ def cmd_study_run(args) -> int:
 
     study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
-    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log) and 0)
+    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log, yes=args.yes) and 0)
 
 
 def cmd_study_plot(args) -> int:
@@ -242,7 +290,7 @@ def cmd_reproduce(args) -> int:
     results, figures = _study_dirs(args, experiments)
     t0 = time.perf_counter()
     code = _interruptible(lambda: reproduce(experiments, results, figures, args.quick, log=_log,
-                                            allow_plugins=args.allow_plugins) and 0)
+                                            allow_plugins=args.allow_plugins, yes=args.yes) and 0)
     if code == 0:
         print(f"every figure written to {figures} in {time.perf_counter() - t0:.0f} s")
     return code
@@ -285,7 +333,9 @@ def cmd_verify(args) -> int:
                                                "killed": row.killed, "verdicts": row.verdicts,
                                                "seconds": row.seconds} for row in rows],
                    "score": {"killed": sum(row.killed for row in rows), "mutants": len(rows)}}
-        print(json.dumps(out, indent=2))
+        from .results import dumps
+
+        print(dumps(out, indent=2))
         return 0 if ok else 1
     for r in results:
         print(f"{r.claim.name}  {'PASS' if r.passed else 'FAIL'}  ({r.claim.kind}: {r.claim.source}; "
@@ -347,16 +397,17 @@ def cmd_algorithms(args) -> int:
 
 
 def cmd_solve(args) -> int:
-    import numpy as np
 
     from .equilibria import solve
     from .games import load_game
 
+    from .results import dumps
+
     game = load_game(args.game)
-    eq = solve(game, args.tau)
+    eq = solve(game, args.tau, yes=args.yes)
     if args.json:
-        print(json.dumps({"n": game.n, "tau": args.tau, "policy": np.asarray(eq.policy).tolist(),
-                          "value": eq.value, "duality_gap": eq.duality_gap}))
+        print(dumps({"n": game.n, "tau": args.tau, "policy": eq.policy, "value": eq.value,
+                     "duality_gap": eq.duality_gap}))
         return 0
     names = game.names or [str(i) for i in range(game.n)]
     stack = game.stack_policy(eq.policy)
@@ -374,10 +425,11 @@ def cmd_run(args) -> int:
     from . import __version__
     from .engine import simulate
     from .games import load_game
-    from .results import read_run, versions, write_run
+    from .results import dumps, read_run, versions, write_run
+    from .rundir import RunDirectory
 
-    out = Path(args.out)
-    game = load_game(args.game)
+    if args.resume and args.overwrite:
+        raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
     hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
     for item in args.param:
         key, eq, value = item.partition("=")
@@ -397,27 +449,24 @@ def cmd_run(args) -> int:
         from .plugins import fingerprint
 
         config["plugins"] = fingerprint()
-    previous = None
-    if args.resume:
-        if args.overwrite:
-            raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
-        previous = read_run(out, config, game)
-    elif not args.overwrite and any((out / f).exists() for f in RESULT_FILES):
-        raise GamesimError(f"{out} already holds results; pass --overwrite to replace them, "
-                           "--resume to continue an interrupted run, or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    traj = simulate(game, args.algorithm, eta=args.eta, tau=args.tau, iterations=args.iterations,
-                    seed=args.seed, init=args.init, record_every=args.record_every,
-                    schedule=args.schedule, dtype=config["dtype"], resume_from=previous,
-                    feedback=args.feedback, backend=args.backend, **hyper, **sampling)
-    write_run(out, traj, config, versions(__version__))
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    with RunDirectory.open(args.out, mode) as run:  # checked and locked before any computation
+        game = load_game(args.game)
+        previous = read_run(run.path, config) if args.resume else None
+        stamp = versions(__version__)
+        traj = simulate(game, args.algorithm, eta=args.eta, tau=args.tau, iterations=args.iterations,
+                        seed=args.seed, init=args.init, record_every=args.record_every,
+                        schedule=args.schedule, dtype=config["dtype"], resume_from=previous,
+                        feedback=args.feedback, backend=args.backend, yes=args.yes,
+                        checkpoint=lambda t: write_run(run, t, config, stamp, final=False),
+                        checkpoint_every=args.checkpoint_every, **hyper, **sampling)
+        write_run(run, traj, config, stamp)
     if traj.interrupted:
-        print(f"gamesim: interrupted at iteration {int(traj.iterations[-1])}; results so far are in {out}; "
+        print(f"gamesim: interrupted at iteration {int(traj.iterations[-1])}; results so far are in {args.out}; "
               "rerun with --resume to continue", file=sys.stderr)
         return 130
     if args.json:
-        print(json.dumps(traj.final()))
+        print(dumps(traj.final()))
     return 0
 
 
@@ -428,19 +477,21 @@ def cmd_lm_run(args) -> int:
     settings = lm.LMSettings(args.algorithm, args.eta, args.tau, args.iterations, args.oracle, args.pairs,
                              args.steps, args.lr, args.record_every, args.seed, init_seed=args.init_seed,
                              metrics=args.metrics, eval_samples=args.eval_samples)
-    out = Path(args.out)
+    from .results import dumps
+    from .rundir import RunDirectory
+
     if args.resume and args.overwrite:
         raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
-    if not args.resume and not args.overwrite and (out / "run.json").exists():
-        raise GamesimError(f"{out} already holds a run; pass --overwrite, --resume, or choose another --out")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    result = lm.run(model, settings, out, resume=args.resume, devices=args.devices)
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    with RunDirectory.open(args.out, mode) as out:
+        result = lm.run(model, settings, out, resume=args.resume, devices=args.devices,
+                        checkpoint_every=args.checkpoint_every, yes=args.yes)
     if result["interrupted"]:
-        print(f"gamesim: interrupted; the run up to iteration {int(result['iteration'][-1])} is in {out}; "
+        print(f"gamesim: interrupted; the run up to iteration {int(result['iteration'][-1])} is in {args.out}; "
               "rerun with --resume to continue", file=sys.stderr)
         return 130
     final = {k: float(v[-1]) for k, v in result.items() if k not in ("params", "interrupted", "iteration")}
-    print(json.dumps(final))
+    print(dumps(final))
     return 0
 
 

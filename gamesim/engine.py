@@ -16,10 +16,12 @@ float64 by default, inside `jax.enable_x64` only, so the user's own JAX setting 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import math
-import sys
 import time
+import types
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +32,7 @@ from .algorithms import Algorithm, get_algorithm, numba_chain
 from .equilibria import check_tau, solve
 from .errors import GamesimError
 from .games import PreferenceGame, load_game
+from .guards import check_iterations, confirm, progress_bar, run_estimate
 from .metrics import METRICS
 
 CHUNK_WORK = 2e9
@@ -67,7 +70,8 @@ SAMPLING_OPTIONS = ("pairs", "recipe", "samples", "fit", "steps", "batch", "orac
 def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,
              record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
              progress: bool | None = None, resume_from: Trajectory | None = None,
-             feedback: str = "exact", backend: str = "auto", **hyperparameters) -> Trajectory:
+             feedback: str = "exact", backend: str = "auto", checkpoint=None, checkpoint_every: float = 60.0,
+             yes: bool | None = None, **hyperparameters) -> Trajectory:
     """Run `algorithm` on `game` for `iterations` exact updates.
 
     game: a PreferenceGame or a spec string. algorithm: a name of `algorithms.ALGORITHMS`.
@@ -75,7 +79,13 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
     init: None (the algorithm's default, π_ref for most), "reference", "uniform", "random"
     (logits ~ N(0,1) from `seed`), or a policy.
     record_every: record every k iterations (k must divide `iterations`).
-    resume_from: a Trajectory this call continues (same settings) up to `iterations`.
+    resume_from: a Trajectory this call continues up to `iterations`; everything that determines
+    the trajectory (`Trajectory.config["fingerprint"]`: the game, algorithm, hyperparameters, η,
+    τ, schedule, dtype, seed, π_0, record_every, feedback) must be the same, or it is refused.
+    checkpoint: called with the Trajectory so far (interrupted=True until the end) at least every
+    `checkpoint_every` seconds of running, between chunks (`gamesim run` saves it).
+    yes: consent to a run whose estimated time or size is above the `guards` thresholds (None,
+    the default, warns and runs; False refuses); a run that cannot fit in memory is refused.
     hyperparameters: the algorithm's own (e.g. beta=, refresh_every=); `gamesim.algorithms`
     lists them with their defaults.
     feedback: "exact" (full information) or "sampled": learn from sampled preference queries,
@@ -86,8 +96,14 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
     batch = simulate_batch([game], algorithm, eta=[eta], tau=[tau], iterations=iterations,
                            seeds=[seed], inits=[init], record_every=record_every, schedule=schedule,
                            dtype=dtype, progress=progress, resume_from=resume_from and _as_batch(resume_from),
-                           feedback=feedback, backend=backend, **{k: v if k in SAMPLING_OPTIONS else [v]
-                                                 for k, v in hyperparameters.items()})
+                           feedback=feedback, backend=backend, yes=yes,
+                           checkpoint=checkpoint and (lambda b: checkpoint(_one_run(b))),
+                           checkpoint_every=checkpoint_every, **{k: v if k in SAMPLING_OPTIONS else [v]
+                                                                  for k, v in hyperparameters.items()})
+    return _one_run(batch)
+
+
+def _one_run(batch: Trajectory) -> Trajectory:
     return Trajectory(batch.iterations, batch.policies[0], {k: v[0] for k, v in batch.metrics.items()},
                       batch.equilibrium[0], batch.config, batch.state, batch.interrupted, batch.elapsed)
 
@@ -96,6 +112,7 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
                    record_every: int = 1, schedule: str = "constant", dtype: str = "float64",
                    progress: bool | None = None, resume_from: Trajectory | None = None,
                    feedback: str = "exact", devices: int | None = None, backend: str = "auto",
+                   checkpoint=None, checkpoint_every: float = 60.0, yes: bool | None = None,
                    **hyperparameters) -> Trajectory:
     """Run a batch of B runs as one vmapped loop; every argument is one value or B values.
 
@@ -108,6 +125,7 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     independent, so the split changes where they run, not their numbers.
     backend: "jax", "numba" (the mirror-step algorithms in float64: `numba_engine`) or "auto"
     (`choose_backend`); both give the same numbers to rounding.
+    resume_from, checkpoint, checkpoint_every, yes: as for `simulate`.
     """
     sampling = {k: hyperparameters.pop(k) for k in SAMPLING_OPTIONS if k in hyperparameters}
     if feedback == "sampled":
@@ -124,6 +142,8 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     if dtype not in ("float64", "float32"):
         raise GamesimError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
     games = [load_game(g) for g in (games if isinstance(games, (list, tuple)) else [games])]
+    if not games:
+        raise GamesimError("simulate_batch needs at least one game")
     policy_ndim = 1 + games[0].contextual
     values = {"games": games, "eta": eta, "tau": tau, "seeds": seeds, "inits": inits, **hyperparameters}
     seqs = {name: games if name == "games" else _as_seq(v, policy_ndim + 1 if name == "inits" else 1)
@@ -135,6 +155,9 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     per_run = {name: [values[name]] * B if seq is None else seq * B if len(seq) == 1 else seq
                for name, seq in seqs.items()}
     games_b, etas, seeds_b, inits_b = (per_run[k] for k in ("games", "eta", "seeds", "inits"))
+    for seed in seeds_b:
+        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63):
+            raise GamesimError(f"a seed is an integer in [0, 2**63), got {seed!r}")
     taus = [check_tau(t) for t in per_run["tau"]]
     for e, t in zip(etas, taus):
         alg.check(e, t, schedule)
@@ -143,13 +166,18 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     if any((g.num_contexts, g.n) != shape for g in games):
         raise GamesimError("games in one batch must have the same number of responses and contexts")
 
+    done = 0 if resume_from is None else int(resume_from.iterations[-1])
+    confirm(run_estimate(games[0].n, games[0].num_contexts, B, T - done, k, alg.queries_per_step), yes)
     import jax
 
     backend = choose_backend(backend, alg, games[0], dtype=dtype, runs=B, iterations=T, record_every=k,
                              devices=devices)
+    if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every > 0):
+        raise GamesimError(f"checkpoint_every is a number of seconds > 0, got {checkpoint_every!r}")
     with jax.enable_x64(dtype == "float64"):
         return _run(alg, games, games_b, etas, taus, seeds_b, inits_b, params, T, k, schedule, dtype,
-                    progress, resume_from, backend, None if backend == "numba" else _batch_sharding(B, devices))
+                    progress, resume_from, backend, None if backend == "numba" else _batch_sharding(B, devices),
+                    {"feedback": feedback, **sampling}, checkpoint, checkpoint_every, yes)
 
 
 NUMBA_MAX_N = 100
@@ -236,7 +264,7 @@ def _place(tree, sharding, B: int, split: bool = True):
 
 
 def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, dtype, progress, resume_from,
-         backend="jax", sharding=None):
+         backend="jax", sharding=None, feedback=None, checkpoint=None, checkpoint_every=60.0, yes=None):
     import jax
 
     t0 = time.perf_counter()
@@ -247,9 +275,9 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     A, log_ref = game_arrays[0] if shared else map(stack, zip(*game_arrays))
     weights = stack([g.weights for g in games_b])
     target_taus = [t if alg.target == "regularized" else 0.0 for t in taus]
-    pi_star = np.stack([g.stack_policy(solve(g, t).policy) for g, t in zip(games_b, target_taus)])
+    pi_star = np.stack([g.stack_policy(solve(g, t, yes=yes).policy) for g, t in zip(games_b, target_taus)])
     sampled = alg.queries_per_step > 0
-    pi_vn = stack([g.stack_policy(solve(g, 0.0).policy) for g in games_b]) if sampled else None
+    pi_vn = stack([g.stack_policy(solve(g, 0.0, yes=yes).policy) for g in games_b]) if sampled else None
     with np.errstate(divide="ignore"):
         log_pi_star = np.log(pi_star).astype(ftype)
     eta0 = np.array([1 / t if schedule == "theorem" else e for e, t in zip(etas, taus)], ftype)
@@ -261,6 +289,9 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     log_pi0 = stack([initial_policy(g, alg.default_init if init is None else init, s)
                      for g, init, s in zip(games_b, inits, seeds)])
     B = len(taus)
+    fingerprint = run_fingerprint(alg, games_b, etas, taus, seeds, log_pi0, params, schedule, dtype, k, feedback)
+    if resume_from is not None:
+        check_resume(resume_from.config, fingerprint)
     done = 0 if resume_from is None else int(resume_from.iterations[-1])
     if done > T or done % k:
         raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
@@ -271,10 +302,12 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         log_ref_g = log_ref if not shared else log_ref[None]
         AT = np.ascontiguousarray(np.swapaxes(A if not shared else A[None], -1, -2))
         carry = numba_engine.start(log_pi0, log_ref_g) if resume_from is None else list(resume_from.state)
-        first = [[x[:, None] for x in carry[:5]]] if resume_from is None else []
+        if resume_from is None:
+            records.append(_replay(alg, shared, [x[:, None] for x in carry[:5]], consts, hyper))
 
         def advance(state, r):
-            return numba_engine.advance(numba_chain(alg), state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
+            state, stored = numba_engine.advance(numba_chain(alg), state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
+            return state, _replay(alg, shared, stored, consts, hyper)
     else:
         start = _start(alg, shared)
         keys = np.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
@@ -289,43 +322,132 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         def advance(state, r):
             return jax.device_get(_chunk(alg, shared, k, r)(_place(state, sharding, B), consts, hyper))
 
-    per_chunk = max(1, int(CHUNK_WORK // (k * len(taus) * _shape_work(games[0]))))
+    work = CHUNK_WORK * (min(1.0, checkpoint_every / 2) if checkpoint else 1.0)
+    per_chunk = max(1, int(work // (k * len(taus) * _shape_work(games[0]))))
     sizes = [per_chunk] * ((T - done) // k // per_chunk) + [(T - done) // k % per_chunk]
-    bar = _progress_bar(progress, T, done, len(sizes) > 2)
+    bar = progress_bar(progress, T, done, len(sizes) > 2)
+    config = {"algorithm": alg.name, "eta": etas, "tau": taus, "schedule": schedule, "seeds": seeds,
+              "hyperparameters": params, "iterations": T, "record_every": k, "dtype": dtype,
+              "games": [g.label for g in games_b], "fingerprint": fingerprint}
     chunks = []  # (state, records) of each finished chunk, appended in one step so they never disagree
+
+    def assemble() -> Trajectory:
+        state = chunks[-1][0] if chunks else carry
+        parts = records + [out for _, out in chunks]
+        metrics = {name: np.concatenate([m[name] for m, _ in parts], axis=1).astype(np.float64)
+                   for name in [*METRICS, *(["dueling_regret"] if sampled else [])]}
+        policies = np.concatenate([p for _, p in parts], axis=1).astype(np.float64)
+        if not games[0].contextual:
+            policies = policies[..., 0, :]
+        iterations = np.arange(policies.shape[1]) * k
+        if sampled:
+            metrics["queries"] = np.broadcast_to(iterations * float(alg.queries_per_step), metrics["gap"].shape).copy()
+        return Trajectory(iterations, policies, metrics, games[0].unstack(pi_star), config,
+                          jax.tree_util.tree_leaves(jax.device_get(state)), int(iterations[-1]) < T,
+                          time.perf_counter() - t0)
+
+    saved, todo = time.perf_counter(), [r for r in sizes if r]
+    if bar is not None and todo:
+        bar.set_description_str("compiling and running the first chunk")  # compilation has no progress of its own
     try:
-        for r in filter(None, sizes):
+        for i, r in enumerate(todo):
             chunks.append(advance(chunks[-1][0] if chunks else carry, r))
             if bar is not None:
+                bar.set_description_str("")
                 bar.update(r * k)
+            if checkpoint and i + 1 < len(todo) and time.perf_counter() - saved >= checkpoint_every:
+                checkpoint(assemble())
+                saved = time.perf_counter()
     except KeyboardInterrupt:
         pass
     finally:
         if bar is not None:
             bar.close()
-    if chunks:
-        carry = chunks[-1][0]
-    if backend == "numba":
-        states = first + [out for _, out in chunks]
-        if states:
-            records.append(_replay(alg, shared, [np.concatenate(x, axis=1) for x in zip(*states)], consts, hyper))
-    else:
-        records += [out for _, out in chunks]
-    metrics = {name: np.concatenate([m[name] for m, _ in records], axis=1).astype(np.float64)
-               for name in [*METRICS, *(["dueling_regret"] if sampled else [])]}
-    policies = np.concatenate([p for _, p in records], axis=1).astype(np.float64)
-    if not games[0].contextual:
-        policies = policies[..., 0, :]
-    iterations = np.arange(policies.shape[1]) * k
-    interrupted = int(iterations[-1]) < T
-    if sampled:
-        metrics["queries"] = np.broadcast_to(iterations * float(alg.queries_per_step), metrics["gap"].shape).copy()
-    config = {"algorithm": alg.name, "eta": etas, "tau": taus, "schedule": schedule, "seeds": seeds,
-              "hyperparameters": params,
-              "iterations": T, "record_every": k, "dtype": dtype,
-              "games": [g.label for g in games_b]}
-    return Trajectory(iterations, policies, metrics, games[0].unstack(pi_star), config,
-                      jax.tree_util.tree_leaves(jax.device_get(carry)), interrupted, time.perf_counter() - t0)
+    return assemble()
+
+
+FINGERPRINT_NAMES = {
+    "game": "the game (its preference matrix, reference policy or context weights)",
+    "algorithm": "the algorithm (its name or its update's code)", "hyperparameters": "the hyperparameters",
+    "eta": "the learning rate eta", "tau": "the KL weight tau", "schedule": "the step-size schedule",
+    "dtype": "the dtype", "seed": "the seed", "initial policy": "the initial policy",
+    "record_every": "record_every", "feedback": "the feedback settings", "gamesim": "the gamesim version",
+}
+"""What determines a trajectory: the keys of `run_fingerprint` and how an error names them."""
+
+
+def _digest(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        h.update(str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def code_digest(*functions) -> str:
+    """A hash of functions' code: bytecode, constants, closures, defaults and the module functions
+    they call by name, followed recursively. Two algorithms with the same name but different steps
+    (a user's modified copy) get different digests."""
+    h, seen = hashlib.sha256(), set()
+
+    def visit(x, depth=0):
+        if depth > 12 or id(x) in seen:
+            return
+        seen.add(id(x))
+        if isinstance(x, types.FunctionType):
+            visit(x.__code__, depth + 1)
+            for cell in x.__closure__ or ():
+                with contextlib.suppress(ValueError):
+                    visit(cell.cell_contents, depth + 1)
+            visit(x.__defaults__, depth + 1)
+            for name in x.__code__.co_names:
+                if isinstance(x.__globals__.get(name), types.FunctionType):
+                    visit(x.__globals__[name], depth + 1)
+        elif isinstance(x, types.CodeType):
+            h.update(x.co_code + repr(x.co_names).encode())
+            for c in x.co_consts:
+                visit(c, depth + 1)
+        elif isinstance(x, functools.partial):
+            visit((x.func, x.args, x.keywords), depth + 1)
+        elif isinstance(x, (tuple, list)):
+            for e in x:
+                visit(e, depth + 1)
+        elif isinstance(x, dict):
+            visit(sorted(x.items(), key=repr), depth + 1)
+        elif isinstance(x, np.ndarray):
+            h.update(x.tobytes())
+        elif isinstance(x, (bool, int, float, complex, str, bytes, type(None))):
+            h.update(repr(x).encode())
+        else:
+            h.update(type(x).__qualname__.encode())
+
+    for f in functions:
+        visit(f)
+    return h.hexdigest()[:16]
+
+
+def run_fingerprint(alg, games_b, etas, taus, seeds, log_pi0, params, schedule, dtype, k, feedback) -> dict:
+    """Everything that determines a (batch of) trajectories, as short JSON values (`FINGERPRINT_NAMES`)."""
+    from . import __version__
+
+    return {"game": [_digest(g.P, g.stacked_reference, g.weights) for g in games_b],
+            "algorithm": f"{alg.name}:{code_digest(alg.step, alg.init, alg.log_policy)}",
+            "hyperparameters": params, "eta": [None if e is None else float(e) for e in etas],
+            "tau": [float(t) for t in taus], "schedule": schedule, "dtype": dtype, "seed": [int(x) for x in seeds],
+            "initial policy": _digest(log_pi0), "record_every": int(k),
+            "feedback": {key: v for key, v in sorted((feedback or {}).items())}, "gamesim": __version__}
+
+
+def check_resume(saved: dict, fingerprint: dict) -> None:
+    """Refuse to continue a run whose saved fingerprint differs from this run's, naming what differs."""
+    old = (saved or {}).get("fingerprint")
+    if old is None:
+        raise GamesimError("cannot resume: the saved run records no fingerprint of its settings (it was made by an "
+                           "older gamesim); start it again")
+    differs = [FINGERPRINT_NAMES.get(key, key) for key in fingerprint if old.get(key) != fingerprint[key]]
+    if differs:
+        raise GamesimError(f"cannot resume: {', '.join(differs)} differ{'s' if len(differs) == 1 else ''} from the "
+                           "saved run's; continue it with its own settings, or start a new run")
 
 
 def _replay(alg, shared, stored, consts, hyper):
@@ -366,16 +488,20 @@ def _as_batch(traj: Trajectory) -> Trajectory:
 
 
 def _check_counts(iterations, record_every) -> tuple[int, int]:
-    if not (isinstance(iterations, (int, np.integer)) and iterations >= 0):
+    if not (isinstance(iterations, (int, np.integer)) and not isinstance(iterations, bool) and iterations >= 0):
         raise GamesimError(f"iterations must be an integer ≥ 0, got {iterations!r}")
-    if not (isinstance(record_every, (int, np.integer)) and record_every >= 1):
+    if not (isinstance(record_every, (int, np.integer)) and not isinstance(record_every, bool) and record_every >= 1):
         raise GamesimError(f"record_every must be an integer ≥ 1, got {record_every!r}")
+    iterations, record_every = int(iterations), int(record_every)
+    check_iterations(iterations)
+    if record_every > iterations > 0:
+        raise GamesimError(f"record_every ({record_every}) is larger than iterations ({iterations}); record every "
+                           f"{iterations} (only the last iterate) or fewer")
     if iterations % record_every:
         lo = iterations - iterations % record_every
         raise GamesimError(f"iterations ({iterations}) must be a multiple of record_every ({record_every}), "
-                           f"so that the last iterate is recorded: use {lo or record_every} or "
-                           f"{lo + record_every} iterations")
-    return int(iterations), int(record_every)
+                           f"so that the last iterate is recorded: use {lo} or {lo + record_every} iterations")
+    return iterations, record_every
 
 
 def _as_seq(x, batch_ndim: int) -> list | None:
@@ -403,14 +529,6 @@ def initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
         raise GamesimError("the initial policy must give every response positive probability: "
                            "softmax dynamics can never revive a response of probability 0")
     return np.log(stack)
-
-
-def _progress_bar(progress, total, done, long_run):
-    if progress is False or (progress is None and not (long_run and sys.stderr.isatty())):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, unit="it", unit_scale=True, file=sys.stderr, leave=False)
 
 
 # --- compiled pieces (cached per algorithm, shape flags and loop lengths) ---------------------------

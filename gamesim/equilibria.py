@@ -47,6 +47,9 @@ from .games import PreferenceGame, load_game
 RESIDUAL_TARGET = 1e-13
 MIN_TAU = 1e-10
 """Smallest τ > 0 solved: below it, π*_τ is not resolvable in float64 (A/τ overflows the Jacobian)."""
+MAX_TAU = 1e6
+"""Largest τ accepted: far above it π*_τ = π_ref to float64 accuracy and τ·KL overflows the gaps'
+precision (a gap of 2τ·KL with KL at rounding level, 1e-16, is then 1e-10 of noise)."""
 _MAX_NEWTON = 60
 
 
@@ -65,14 +68,18 @@ class Equilibrium:
     method: str = field(default="", compare=False)
 
 
-def solve(game, tau: float = 0.0) -> Equilibrium:
+def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
     """The equilibrium of `game` (a PreferenceGame or spec) regularized by KL weight `tau`.
 
     Games are immutable, so each game object remembers its solutions: solving again is free.
+    yes: consent to a solve estimated above the `guards` thresholds (None warns, False refuses).
     """
     game = load_game(game)
     tau = check_tau(tau)
     if tau not in game.solutions:
+        from .guards import confirm, solve_estimate
+
+        confirm(solve_estimate(game.n, game.num_contexts, tau), yes)
         game.solutions[tau] = _solve(game, tau)
     return game.solutions[tau]
 
@@ -96,8 +103,8 @@ def check_tau(tau) -> float:
         tau = float(tau)
     except (TypeError, ValueError):
         raise GamesimError(f"tau must be a number, got {tau!r}") from None
-    if not np.isfinite(tau) or tau < 0:
-        raise GamesimError(f"tau (the KL weight) must be ≥ 0, got {tau}")
+    if not np.isfinite(tau) or tau < 0 or tau > MAX_TAU:
+        raise GamesimError(f"tau (the KL weight) must be 0 or in [{MIN_TAU:g}, {MAX_TAU:g}], got {tau:g}")
     if 0 < tau < MIN_TAU:
         raise GamesimError(f"tau={tau:g} is below {MIN_TAU:g}, too small to resolve in float64; "
                            "use tau = 0 for the original game")
@@ -269,12 +276,19 @@ def _regularized(A: np.ndarray, log_ref: np.ndarray, tau: float) -> tuple[np.nda
     if ok:
         return np.exp(x), "newton"
     # continuation: halve τ from a value where π*_τ is close to π_ref
+    from .guards import progress_bar
+
     taus = [tau]
     while taus[-1] < 1.0:
         taus.append(taus[-1] * 2)
     x = log_ref.copy()
+    bar = progress_bar(None, len(taus), long=len(x) >= 300, unit="τ")
     for t in reversed(taus):
         x, ok = _newton(A, log_ref, t, x)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     if not ok:
         raise RuntimeError(f"the regularized equilibrium solver did not converge at tau={tau}; please report this game")
     return np.exp(x), "newton+continuation"

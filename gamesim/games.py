@@ -157,7 +157,8 @@ def _check_preferences(stack: np.ndarray) -> None:
     err = np.abs(stack + np.swapaxes(stack, 1, 2) - 1).max()
     if err > COMPLEMENT_TOL:
         c, i, j = np.unravel_index(np.argmax(np.abs(stack + np.swapaxes(stack, 1, 2) - 1)), stack.shape)
-        where = f"P[{i},{j}] + P[{j},{i}] = {stack[c, i, j] + stack[c, j, i]:.6g}"
+        where = (f"P[{i},{i}] = {float(stack[c, i, i])!r}, not 1/2" if i == j else
+                 f"P[{i},{j}] + P[{j},{i}] = {float(stack[c, i, j] + stack[c, j, i])!r}")
         raise GamesimError(
             f"preferences must be complementary, P + Pᵀ = 1 (so diag P = 1/2); {where}. "
             "Symmetrize with P ← (P + 1 − Pᵀ)/2 if the asymmetry is noise")
@@ -311,6 +312,8 @@ def load_csv(path: str | os.PathLike) -> PreferenceGame:
         text = path.read_text()
     except OSError as exc:
         raise GamesimError(f"cannot read game file {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise GamesimError(f"{path} is not a text file; a game file is CSV: n rows of n numbers") from None
     rows = [r for r in csv.reader(io.StringIO(text)) if any(c.strip() for c in r)]
     if not rows:
         raise GamesimError(f"{path}: the file is empty; expected n rows of n numbers")
@@ -323,9 +326,11 @@ def load_csv(path: str | os.PathLike) -> PreferenceGame:
         line = k + 1 + (names is not None)
         if len(row) != n:
             raise GamesimError(f"{path}, line {line}: {len(row)} cells, expected {n} (ragged rows)")
-        for c in row:
+        for j, c in enumerate(row):
             if not _is_number(c):
-                raise GamesimError(f"{path}, line {line}: cell {c.strip()!r} is not a number")
+                shown = _shown(c) if n > 1 else "the line"  # one column: not a CSV matrix; show nothing of it
+                raise GamesimError(f"{path}, line {line}, cell {j + 1}: {shown} is not a number"
+                                   + ("; a game file is CSV, n rows of n numbers" if n == 1 else ""))
         values.append([float(c) for c in row])
     if len(values) != n:
         raise GamesimError(f"{path}: {len(values)} rows of {n} numbers; a preference matrix is square")
@@ -341,6 +346,13 @@ def save_csv(game: PreferenceGame, path: str | os.PathLike) -> None:
             f.write(",".join(game.names) + "\n")
         for row in game.P:
             f.write(",".join(repr(float(x)) for x in row) + "\n")
+
+
+def _shown(cell: str) -> str:
+    """A cell for an error message: short cells as they are, longer ones only by their length, so
+    that an error about a file never shows more of it than a short offending cell."""
+    cell = cell.strip()
+    return repr(cell) if len(cell) <= 16 and cell.isprintable() else f"a {len(cell)}-character cell"
 
 
 def _is_number(cell: str) -> bool:
@@ -395,15 +407,25 @@ COMMON_PARAMS = {"ref_seed": None}
 def load_game(spec) -> PreferenceGame:
     """A game from a spec string (`rps`, `random:n=10,seed=3`, `path/to/game.csv`) or a game.
 
-    Spec grammar: NAME[:KEY=VALUE,...]. `gamesim games` lists the names and their keys.
+    Spec grammar: NAME[:KEY=VALUE,...]. `gamesim games` lists the names and their keys. A file is
+    named by a path: one that ends in .csv or contains a directory separator (`./cycle3`). A bare
+    name is a built-in, never a file of that name in the working directory: if both exist the
+    spec is ambiguous, and an error says how to name the file.
     """
     if isinstance(spec, PreferenceGame):
         return spec
     if not isinstance(spec, (str, os.PathLike)):
         raise GamesimError(f"a game is a spec string, a CSV path or a PreferenceGame, not {type(spec).__name__}")
+    path_like = isinstance(spec, os.PathLike)
     spec = os.fspath(spec).strip()
-    if spec.lower().endswith(".csv") or os.sep in spec or os.path.isfile(spec):
+    if path_like or spec.lower().endswith(".csv") or os.sep in spec or (os.altsep and os.altsep in spec):
         return load_csv(spec)
+    if os.path.exists(spec):
+        name = spec.partition(":")[0]
+        if ALIASES.get(name, name) in BUILTINS:
+            raise GamesimError(f"{spec!r} is both a built-in game and a file in this directory; write "
+                               f"./{spec} for the file, or run elsewhere for the built-in")
+        raise GamesimError(f"{spec!r} is a file, not a built-in game; name files by a path: ./{spec}")
     key, kwargs = parse_spec(spec)
     ref_seed = kwargs.pop("ref_seed", None)
     game = BUILTINS[key].factory(**kwargs)

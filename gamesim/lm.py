@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import time
 import tomllib
 from pathlib import Path
@@ -43,7 +42,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import GamesimError
-from .files import atomic_open
 from .transformer import CONFIGS, ModelConfig
 
 LM_ALGORITHMS = ("inpo", "nash-md", "online-ipo", "sppo", "iterative-dpo")
@@ -284,31 +282,42 @@ def _normalize(log_probs) -> np.ndarray:
 
 
 # --- the run ----------------------------------------------------------------------------------------
-def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool = False,
-        progress: bool | None = None, stop_after: int | None = None, devices: int | None = None) -> dict:
+def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
+        progress: bool | None = None, stop_after: int | None = None, devices: int | None = None,
+        checkpoint_every: float = 60.0, yes: bool | None = None) -> dict:
     """Run and return {"iterations": (R,), metric: (R,), "params": final params}; see the module doc.
 
-    `out` receives metrics.csv, run.json and checkpoint.npz after every record; `resume=True`
-    continues the run saved there. `stop_after` ends the run early after that many iterations as
-    an interruption would (for tests). `devices` (default: every local device) splits each
-    iteration's pairs and the metrics' samples over that many devices (`data_sharding`).
+    `out` (a path, or a `rundir.RunDirectory` the caller opened) receives metrics.csv, run.json
+    and checkpoint.npz as one unit, at a record at least every `checkpoint_every` seconds and at
+    the end; a path is replaced, or continued with `resume=True` (same model and settings).
+    `stop_after` ends the run early after that many iterations as an interruption would (for
+    tests). `devices` (default: every local device) splits each iteration's pairs and the
+    metrics' samples over that many devices (`data_sharding`). `yes`: consent to a run estimated
+    above the `guards` thresholds (None: warn).
     """
+    from .rundir import RunDirectory
+
+    if out is not None and not isinstance(out, RunDirectory):
+        with RunDirectory.open(out, "resume" if resume else "overwrite") as directory:
+            return run(model, s, directory, resume, progress, stop_after, devices, checkpoint_every, yes)
     import jax
 
     from . import __version__, transformer
+    from .guards import confirm, lm_estimate
     from .results import versions
     from .sequences import DENSE_LIMIT, load_oracle, reference_game
 
     devices = _check_devices(s, devices)
+    exact = s.metrics == "exact" or (s.metrics == "auto" and model.num_responses <= DENSE_LIMIT)
+    if exact and model.num_responses > DENSE_LIMIT:
+        raise GamesimError(f"exact metrics enumerate all V^L = {model.num_responses} responses, above "
+                           f"{DENSE_LIMIT}; use metrics='sampled' (confidence intervals) or a smaller model")
+    confirm(lm_estimate(model, s, exact), yes)
     oracle = load_oracle(s.oracle, model.vocab, model.length)
     k_run = jax.random.split(jax.random.PRNGKey(s.seed))[1]
     k_eval = jax.random.fold_in(jax.random.PRNGKey(s.seed), 1)
     ref = initial_params(model, s.init_seed)
-    exact = s.metrics == "exact" or (s.metrics == "auto" and model.num_responses <= DENSE_LIMIT)
     if exact:
-        if model.num_responses > DENSE_LIMIT:
-            raise GamesimError(f"exact metrics enumerate all V^L = {model.num_responses} responses, above "
-                               f"{DENSE_LIMIT}; use metrics='sampled' (confidence intervals) or a smaller model")
         game = reference_game(oracle, _normalize(transformer.enumerate_log_probs(ref, model)))
         from .equilibria import solve
 
@@ -319,7 +328,7 @@ def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool
     rows = []
     config = {"model": dataclasses.asdict(model), "settings": dataclasses.asdict(s)}
     if resume:
-        params, opt_state, start, rows = _load_checkpoint(out, config, ref, optimizer.init(ref))
+        params, opt_state, start, rows = _load_checkpoint(out.path, config, ref, optimizer.init(ref))
     _, replicated = data_sharding(devices)
     if replicated is not None:
         params, opt_state, ref, arrays = jax.device_put((params, opt_state, ref, arrays), replicated)
@@ -334,10 +343,12 @@ def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool
 
     if not rows:
         record(0, params)
-    from .engine import _progress_bar
+    from .guards import progress_bar
 
-    bar = _progress_bar(progress, s.iterations, start, s.iterations * s.steps * s.pairs > 1e5)
+    bar = progress_bar(progress, s.iterations, start, s.iterations * s.steps * s.pairs > 1e5)
     t0, t, interrupted = time.perf_counter(), start, False
+    at_record = (params, opt_state, t)  # the state of the last record, which a save holds
+    saved = time.perf_counter()
     try:
         while t < s.iterations:
             params, opt_state, _ = step(params, opt_state, ref, arrays, jax.random.fold_in(k_run, t))
@@ -346,18 +357,21 @@ def run(model: ModelConfig, s: LMSettings, out: Path | None = None, resume: bool
                 bar.update(1)
             if t % s.record_every == 0:
                 record(t, params)
-                if out is not None:
-                    _save(out, config, params, opt_state, t, rows, time.perf_counter() - t0, False)
+                at_record = (params, opt_state, t)
+                if out is not None and t < s.iterations and time.perf_counter() - saved >= checkpoint_every:
+                    _save(out, config, *at_record, rows, time.perf_counter() - t0)
+                    saved = time.perf_counter()
             if stop_after is not None and t - start >= stop_after:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
-        t = rows[-1]["iteration"]  # the state saved with the last record
     finally:
         if bar is not None:
             bar.close()
-    if out is not None and not interrupted:
-        _save(out, config, params, opt_state, t, rows, time.perf_counter() - t0, False, versions(__version__))
+    params, opt_state, t = at_record
+    rows = [r for r in rows if r["iteration"] <= t]
+    if out is not None:
+        _save(out, config, params, opt_state, t, rows, time.perf_counter() - t0, versions(__version__))
     result = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     result["params"], result["interrupted"] = params, interrupted
     return result
@@ -377,41 +391,49 @@ def _check_devices(s: LMSettings, devices: int | None) -> int:
     return devices
 
 
-def _save(out: Path, config, params, opt_state, t, rows, seconds, interrupted, versions=None):
+def _save(out, config, params, opt_state, t, rows, seconds, versions=None):
+    """Commit the run so far (the state at record t) to the run directory `out`, as one unit."""
     import jax
 
-    out.mkdir(parents=True, exist_ok=True)
+    from .results import json_ready
+
     leaves = jax.tree_util.tree_leaves((params, opt_state))
-    with atomic_open(out / "checkpoint.npz", "wb") as f:
-        np.savez(f, iteration=np.array(t), **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)})
     names = list(rows[0])
-    with atomic_open(out / "metrics.csv") as f:
-        f.write(",".join(names) + "\n")
-        for r in rows:
-            f.write(",".join(repr(float(r[k])) if k != "iteration" else str(r[k]) for k in names) + "\n")
-    info = {"config": config, "iterations_done": t, "status": "complete" if t >= config["settings"]["iterations"]
-            else "interrupted", "seconds": seconds, "final": rows[-1]}
-    if versions:
-        info["versions"] = versions
-    with atomic_open(out / "run.json") as f:
-        json.dump(info, f, indent=1, default=float)
-        f.write("\n")
+
+    def metrics_csv(path):
+        with open(path, "w") as f:
+            f.write(",".join(names) + "\n")
+            for r in rows:
+                f.write(",".join(repr(float(r[k])) if k != "iteration" else str(r[k]) for k in names) + "\n")
+
+    done = t >= config["settings"]["iterations"]
+    info = {"config": config, "iterations_done": t, "status": "complete" if done else "interrupted",
+            "seconds": seconds, "final": rows[-1], "versions": versions or {}}
+    out.commit({"checkpoint.npz": lambda path: np.savez(path, iteration=np.array(t),
+                                                        **{f"leaf_{i}": np.asarray(x) for i, x in enumerate(leaves)}),
+                "metrics.csv": metrics_csv}, json_ready(info))
 
 
 def _load_checkpoint(out: Path, config, params_like, opt_like):
     import jax
 
+    from .rundir import read
+
+    info, files = read(out)
     try:
-        info = json.loads((out / "run.json").read_text())
-        with np.load(out / "checkpoint.npz") as z:
+        with np.load(files["checkpoint.npz"]) as z:
             t = int(z["iteration"])
             leaves = [z[f"leaf_{i}"] for i in range(len(z.files) - 1)]
-        table = (out / "metrics.csv").read_text().splitlines()
+        table = files["metrics.csv"].read_text().splitlines()
     except (OSError, ValueError, KeyError) as exc:
-        raise GamesimError(f"cannot resume from {out}: its checkpoint is missing or malformed ({exc})") from None
+        raise GamesimError(f"cannot resume from {out}: its checkpoint is malformed ({type(exc).__name__}); rerun "
+                           "with --overwrite") from None
     saved = {**info["config"]["settings"], "iterations": config["settings"]["iterations"]}
     if info["config"]["model"] != config["model"] or saved != config["settings"]:
-        raise GamesimError(f"cannot resume: the model or settings differ from the run saved in {out}")
+        differs = sorted(k for k in config["settings"] if saved.get(k) != config["settings"][k])
+        what = ", ".join(differs) if differs else "the model"
+        raise GamesimError(f"cannot resume: {what} differ from the run saved in {out}; resume with its settings, "
+                           "or start a new run")
     treedef = jax.tree_util.tree_structure((params_like, opt_like))
     if treedef.num_leaves != len(leaves):
         raise GamesimError(f"cannot resume from {out}: the checkpoint holds another model")

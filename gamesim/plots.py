@@ -90,6 +90,10 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
                 raise GamesimError(f"{where} needs a metric")
             if g.metrics is not None:
                 check_keys([panel["metric"]], g.metrics, f"metric in {where} (not recorded by group {name!r})")
+            elif g.fixed.get("mode", "tabular") == "tabular":
+                from .metrics import METRICS, SAMPLED_METRICS
+
+                check_keys([panel["metric"]], [*METRICS, *SAMPLED_METRICS], f"metric in {where}")
         for key in ("hue",) + (("x", "y") if kind == "heatmap" else ()):
             if key in panel:
                 check_keys([panel[key]], dims + (["group"] if kind == "curves" and key == "hue" else []),

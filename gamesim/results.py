@@ -1,21 +1,25 @@
-"""A run directory: metrics.csv, policies.npy, run.json and state.npz, each written atomically.
+"""The run directory of `gamesim run`: metrics.csv, policies.npy, state.npz and run.json, one unit.
 
 metrics.csv has a row per record: `iteration`, then one column per metric (metrics.METRICS).
-policies.npy holds the recorded policies (float64, (records, n) or (records, C, n)). run.json
-holds the configuration, versions, timing, status and final metrics; state.npz the engine state
-that `gamesim run --resume` continues from.
+policies.npy holds the recorded policies (float64, (records, n) or (records, C, n)). state.npz
+holds the engine state that `--resume` continues from. run.json holds the format, the command's
+settings ("config"), the engine's fingerprint of everything that determines the trajectory, the
+status ("running" at a checkpoint, "interrupted", "complete"), versions, timing, the final metrics,
+the equilibrium, and the manifest of the other files' sizes and SHA-256 (`rundir`). JSON numbers
+that are not finite are written as the strings "nan", "inf" and "-inf" (`json_ready`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import platform
 from pathlib import Path
 
 import numpy as np
 
 from .errors import GamesimError
-from .files import atomic_open
+from .rundir import RunDirectory, read
 
 
 def versions(gamesim_version: str) -> dict:
@@ -26,46 +30,78 @@ def versions(gamesim_version: str) -> dict:
             "scipy": scipy.__version__, "jax": jax.__version__}
 
 
-def write_run(out: Path, traj, config: dict, versions: dict) -> None:
+def json_ready(value):
+    """`value` with numpy types as Python ones and non-finite floats as "nan", "inf", "-inf", so
+    that json.dumps(..., allow_nan=False) writes strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else ("nan" if math.isnan(value) else "inf" if value > 0 else "-inf")
+    return value
+
+
+def dumps(value, **kwargs) -> str:
+    """Strict JSON of `value` (see `json_ready`)."""
+    return json.dumps(json_ready(value), allow_nan=False, **kwargs)
+
+
+def write_run(run: RunDirectory, traj, config: dict, versions: dict | None = None, final: bool = True) -> None:
+    """Commit the Trajectory `traj` of the command `config` to the run directory, as one unit;
+    final=False marks a checkpoint taken while the run goes on."""
     names = list(traj.metrics)
-    with atomic_open(out / "metrics.csv") as f:
-        f.write(",".join(["iteration", *names]) + "\n")
-        for r, it in enumerate(traj.iterations):
-            f.write(",".join([str(int(it)), *(repr(float(traj.metrics[m][r])) for m in names)]) + "\n")
-    with atomic_open(out / "policies.npy", "wb") as f:
-        np.save(f, traj.policies)
-    with atomic_open(out / "state.npz", "wb") as f:
-        np.savez(f, *traj.state)
+
+    def metrics_csv(path):
+        with open(path, "w") as f:
+            f.write(",".join(["iteration", *names]) + "\n")
+            for r, it in enumerate(traj.iterations):
+                f.write(",".join([str(int(it)), *(repr(float(traj.metrics[m][r])) for m in names)]) + "\n")
+
     done = int(traj.iterations[-1])
-    info = {"config": config, "status": "interrupted" if traj.interrupted else "complete",
-            "iterations_done": done, "versions": versions,
+    status = "complete" if not traj.interrupted else "interrupted" if final else "running"
+    info = {"config": config, "fingerprint": traj.config["fingerprint"], "status": status, "iterations_done": done,
+            "versions": versions or {},
             "timing": {"seconds": traj.elapsed, "iterations_per_second": done / traj.elapsed if traj.elapsed else None},
-            "final": traj.final(), "equilibrium": np.asarray(traj.equilibrium).tolist()}
-    with atomic_open(out / "run.json") as f:
-        json.dump(info, f, indent=2)
-        f.write("\n")
+            "final": traj.final(), "equilibrium": np.asarray(traj.equilibrium)}
+    run.commit({"metrics.csv": metrics_csv,
+                "policies.npy": lambda path: np.save(path, traj.policies),
+                "state.npz": lambda path: np.savez(path, *traj.state)}, json_ready(info))
 
 
-def read_run(out: Path, config: dict, game):
-    """The Trajectory saved in `out`, checked to come from the same configuration."""
+SETTING_NAMES = {"game": "the game", "algorithm": "--algorithm", "eta": "--eta", "tau": "--tau",
+                 "schedule": "--schedule", "seed": "--seed", "init": "--init", "record_every": "--record-every",
+                 "dtype": "--float32", "feedback": "--feedback", "plugins": "the plugins (--plugin)"}
+
+
+def read_run(out: Path, config: dict):
+    """The Trajectory saved in the run directory `out` (every file checked against its manifest),
+    refused with a one-line error when the command's settings differ from the saved ones (the
+    engine then checks the fingerprint: the game's content, the algorithm's code, π_0, …)."""
     from .engine import Trajectory
 
-    try:
-        info = json.loads((out / "run.json").read_text())
-        policies = np.load(out / "policies.npy")
-        with np.load(out / "state.npz") as z:
-            state = [z[f"arr_{i}"] for i in range(len(z.files))]
-        table = np.loadtxt(out / "metrics.csv", delimiter=",", skiprows=1, ndmin=2)
-        names = (out / "metrics.csv").read_text().splitlines()[0].split(",")[1:]
-    except (OSError, ValueError, KeyError) as exc:
-        raise GamesimError(f"cannot resume from {out}: its results are missing or malformed ({exc})") from None
-    changed = {k: (info["config"].get(k), v) for k, v in config.items()
-               if k != "iterations" and info["config"].get(k) != v}
+    info, files = read(out)
+    changed = [SETTING_NAMES.get(k, f"--{k.replace('_', '-')}") for k in sorted(set(config) | set(info["config"]))
+               if k != "iterations" and info["config"].get(k) != json_ready(config.get(k))]
     if changed:
-        raise GamesimError(f"cannot resume: settings differ from the saved run (saved, given): {changed}")
+        raise GamesimError(f"cannot resume: {', '.join(changed)} differ{'s' if len(changed) == 1 else ''} from the run "
+                           f"saved in {out}; resume with its settings, or start a new run (--overwrite or another --out)")
     if info["status"] == "complete" and info["iterations_done"] >= config["iterations"]:
         raise GamesimError(f"{out} holds a complete run of {info['iterations_done']} iterations; "
                            "raise --iterations to extend it")
+    try:
+        table = np.loadtxt(files["metrics.csv"], delimiter=",", skiprows=1, ndmin=2)
+        names = files["metrics.csv"].read_text().splitlines()[0].split(",")[1:]
+        policies = np.load(files["policies.npy"])
+        with np.load(files["state.npz"]) as z:
+            state = [z[f"arr_{i}"] for i in range(len(z.files))]
+    except (OSError, ValueError, KeyError) as exc:  # the checksums matched, so gamesim wrote these files
+        raise GamesimError(f"cannot read the run saved in {out} ({type(exc).__name__}); rerun with --overwrite") from None
     metrics = {name: table[:, i + 1] for i, name in enumerate(names)}
     return Trajectory(table[:, 0].astype(int), policies, metrics, np.asarray(info["equilibrium"]),
-                      info["config"], state, info["status"] == "interrupted")
+                      {"fingerprint": info["fingerprint"]}, state, info["status"] != "complete")

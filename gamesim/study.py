@@ -35,9 +35,9 @@ import hashlib
 import itertools
 import json
 import math
-import subprocess
 import time
 import tomllib
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +63,16 @@ def _hyperparameter_keys() -> tuple:
 
     names = {k for a in ALGORITHMS.values() for k in a.params}
     return tuple(sorted(names)) + SAMPLING_OPTIONS + SAMPLED_PARAMS
+
+
+def check_name(name, what: str) -> None:
+    """Names that become parts of file names: letters, digits, '-', '_' and '.', not starting with
+    '.', at most 64 characters (no path separators, no '..')."""
+    ok = isinstance(name, str) and 0 < len(name) <= 64 and name[0].isalnum() and ".." not in name and \
+        all(c.isalnum() or c in "-_." for c in name)
+    if not ok:
+        raise GamesimError(f"{what} {name!r} is not a plain name (letters, digits, '-', '_', '.'; no path "
+                           "separators or '..'); rename it")
 
 
 def check_keys(keys, valid, where: str) -> None:
@@ -154,6 +164,8 @@ def load_spec(path, quick: bool = False, allow_plugins: bool = False) -> Study:
     quick_table = raw.get("quick", {}) if quick else {}
     check_keys(raw.get("quick", {}), RUN_KEYS + hyper + ("group",), f"key in {where} [quick]")
     names = [g.get("name", f"group{i}") for i, g in enumerate(raw["group"])]
+    for name in [path.stem, *names]:
+        check_name(name, f"{where}: a study or group name")
     if len(set(names)) != len(names):
         raise GamesimError(f"{where}: group names repeat ({names}); give each [[group]] its own name")
     check_keys(raw.get("quick", {}).get("group", {}), names, f"group in {where} [quick.group]")
@@ -243,6 +255,14 @@ def _group(name: str, table: dict, where: str) -> Group:
         check_keys(metrics, valid_metrics, f"metric in {where}")
     if "record_every" in table and "records" in table:
         raise GamesimError(f"{where}: give records or record_every, not both")
+    from .guards import check_iterations
+
+    for key in ("iterations", "records", "record_every"):
+        for value in (table[key] if isinstance(table.get(key), list) else [table.get(key, 1)]):
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key == "iterations" else 1)):
+                raise GamesimError(f"{where}: {key} is a whole number (write 1000000, not 1e6), got {value!r}")
+            if key == "iterations":
+                check_iterations(value)
     if isinstance(table["iterations"], list) and "records" not in table:
         raise GamesimError(f"{where}: iterations is an axis, so the runs differ in length; give "
                            "records = R (each run records R + 1 points) instead of record_every")
@@ -389,7 +409,28 @@ def _index(values, value, dim) -> int:
     raise GamesimError(f"{value!r} is not on the {dim} axis {values}")
 
 
-def run_study(study: Study, results_dir, force: bool = False, log=print) -> dict:
+def _cell_estimate(cell: Cell):
+    """The guards' estimate of a cell (one batched run, plus about a second of compilation)."""
+    from .guards import Estimate, run_estimate
+
+    c = cell.config
+    if c.get("mode") == "lm":
+        return Estimate("", 5.0, 0.0)
+    (n, contexts), T = _shape(c["games"][0]), int(c["iterations"])
+    k = c.get("record_every") or (T // c["records"] if c.get("records") else 1)
+    e = run_estimate(n, contexts, len(c["games"]) * len(c["seeds"]), T, k)
+    return Estimate("", e.seconds + 1.0, e.bytes)
+
+
+@functools.lru_cache(maxsize=256)
+def _shape(spec: str) -> tuple[int, int]:
+    from .games import load_game
+
+    game = load_game(spec)
+    return game.n, game.num_contexts
+
+
+def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bool | None = None) -> dict:
     """Run every cell not already saved, stack the results, write NAME.npz and NAME.json.
 
     Returns {group name: GroupResults}. When NAME.json holds this spec's hash the saved results
@@ -400,15 +441,19 @@ def run_study(study: Study, results_dir, force: bool = False, log=print) -> dict
         log(f"{study.name}: results up to date ({results_dir / study.name}.npz)")
         return saved
     cell_dir = results_dir / study.name / "cells"
+    from .guards import confirm, study_estimate
+
+    pending = [cell for group in study.groups.values() for cell in cells(group)
+               if force or not (cell_dir / f"{cell.group}_{cell.key}.npz").exists()]
+    confirm(study_estimate([_cell_estimate(cell) for cell in pending]), yes)
     cell_dir.mkdir(parents=True, exist_ok=True)
     started, timings, out = time.time(), {}, {}
     for gname, group in study.groups.items():
         todo, done, skipped = cells(group), [], []
         for n, cell in enumerate(todo):
             path = cell_dir / f"{gname}_{cell.key}.npz"
-            if path.exists() and not force:
-                data = _read_cell(path)
-            else:
+            data = _read_cell(path, log) if path.exists() and not force else None
+            if data is None:
                 log(f"{study.name} [{gname}] cell {n + 1}/{len(todo)}: {cell.config['algorithm']} "
                     f"{_describe(cell, group)}")
                 t0 = time.perf_counter()
@@ -454,12 +499,15 @@ def _compute_cell(cell: Cell, group: Group) -> dict:
     return data
 
 
-def _read_cell(path: Path) -> dict:
+def _read_cell(path: Path, log) -> dict | None:
+    """A saved cell, or None (it is then recomputed) when the file is damaged: cells are written
+    atomically, so that takes a disk error or an edit."""
     try:
         with np.load(path) as z:
             return {k: z[k] for k in z.files if k != "config"}
-    except (OSError, ValueError) as exc:
-        raise GamesimError(f"cannot read the saved cell {path}: {exc}; delete it to recompute it") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
+        log(f"{path.name} is damaged; computing that cell again")
+        return None
 
 
 def _stack(group: Group, done: list, skipped: list) -> GroupResults:
@@ -484,16 +532,44 @@ def _stack(group: Group, done: list, skipped: list) -> GroupResults:
     return GroupResults(group.dims, {**group.axes, "record": records}, arrays, skipped)
 
 
-def git_commit(where: Path) -> dict | None:
-    """The git commit of the checkout holding `where`, and whether it has local changes."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], check=True, cwd=where, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=True, cwd=where,
-                                capture_output=True, text=True, timeout=10).stdout
-        return {"commit": head, "dirty": bool(status.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return None
+def git_commit(where: Path) -> str | None:
+    """The commit checked out in the git repository holding `where`, read from its files without
+    running git (git would run the repository's own hooks and commands: core.fsmonitor, filters),
+    or None outside a repository. Whether the checkout has local changes is not known this way;
+    the spec's own content is recorded instead (its SHA-256)."""
+    where = Path(where).resolve()
+    for directory in (where, *where.parents):
+        dot_git = directory / ".git"
+        try:
+            if dot_git.is_file():  # a worktree or submodule: "gitdir: PATH"
+                text = dot_git.read_text().strip()
+                dot_git = (directory / text.removeprefix("gitdir:").strip()).resolve()
+            if not dot_git.is_dir():
+                continue
+            return _resolve_ref(dot_git, (dot_git / "HEAD").read_text().strip())
+        except (OSError, UnicodeDecodeError):
+            return None
+    return None
+
+
+def _resolve_ref(git_dir: Path, head: str) -> str | None:
+    if not head.startswith("ref:"):
+        return head if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head) else None
+    ref = head.removeprefix("ref:").strip()
+    common = git_dir
+    if (git_dir / "commondir").is_file():  # a linked worktree keeps its refs in the main repository
+        common = (git_dir / (git_dir / "commondir").read_text().strip()).resolve()
+    for base in (git_dir, common):
+        loose = base / ref
+        if loose.is_file():
+            return _resolve_ref(git_dir, loose.read_text().strip())
+        packed = base / "packed-refs"
+        if packed.is_file():
+            for line in packed.read_text().splitlines():
+                sha, _, name = line.partition(" ")
+                if name.strip() == ref:
+                    return sha
+    return None
 
 
 def _write_results(study: Study, results_dir: Path, out: dict, timings: dict, seconds: float) -> None:
@@ -504,10 +580,12 @@ def _write_results(study: Study, results_dir: Path, out: dict, timings: dict, se
     with atomic_open(results_dir / f"{study.name}.npz", "wb") as f:
         np.savez(f, **arrays)
     info = {"study": study.name, "spec_file": study.path.name, "spec_hash": study.hash,
+            "npz_sha256": _sha256(results_dir / f"{study.name}.npz"),
             "code_fingerprint": code_fingerprint(), "quick": study.quick,
             "spec": study.spec, "groups": {g: {"dims": r.dims, "coords": r.coords, "skipped": r.skipped,
                                                 "arrays": sorted(r.arrays)} for g, r in out.items()},
-            "versions": versions(__version__), "git": git_commit(study.path.parent),
+            "versions": versions(__version__), "git_commit": git_commit(study.path.parent),
+            "spec_sha256": hashlib.sha256(study.path.read_bytes()).hexdigest(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": seconds, "cell_seconds": timings}
     with atomic_open(results_dir / f"{study.name}.json") as f:
         json.dump(info, f, indent=1, default=str)
@@ -518,16 +596,20 @@ def load_results(study: Study, results_dir, missing_ok: bool = False) -> dict | 
     """The saved results of this exact spec (matching hash), or None / an error if there are none."""
     results_dir = Path(results_dir)
     meta, npz = results_dir / f"{study.name}.json", results_dir / f"{study.name}.npz"
+    rerun = f"run `gamesim study run {study.path}`" + (" --quick" if study.quick else "")
     try:
         info = json.loads(meta.read_text())
         ok = info.get("spec_hash") == study.hash and npz.exists()
-    except (OSError, ValueError):
+    except (OSError, ValueError, UnicodeDecodeError):
         ok = False
+    if ok and info.get("npz_sha256") != _sha256(npz):
+        if missing_ok:
+            return None
+        raise GamesimError(f"{npz} does not match {meta.name} (damaged, or left by another run); {rerun} again")
     if not ok:
         if missing_ok:
             return None
-        raise GamesimError(f"no results of this spec in {results_dir}; run `gamesim study run {study.path}`"
-                           + (" --quick" if study.quick else "") + " first")
+        raise GamesimError(f"no results of this spec in {results_dir}; {rerun} first")
     with np.load(npz) as z:
         arrays = {k: z[k] for k in z.files}
     out = {}
@@ -537,6 +619,10 @@ def load_results(study: Study, results_dir, missing_ok: bool = False) -> dict | 
                               {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith(f"{g}/")},
                               meta_g["skipped"])
     return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --- the commands ------------------------------------------------------------------------------------
@@ -549,7 +635,7 @@ def plot_study(study: Study, results: dict, figures_dir) -> list[Path]:
 
 
 def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, log=print,
-              allow_plugins: bool = False) -> list[Path]:
+              allow_plugins: bool = False, yes: bool | None = None) -> list[Path]:
     """Run and plot every study in `experiments_dir`; check that every figure has ink on it."""
     specs = sorted(Path(experiments_dir).glob("*.toml"))
     if not specs:
@@ -559,7 +645,7 @@ def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, lo
     for path in specs:
         study = load_spec(path, quick, allow_plugins)
         t0 = time.perf_counter()
-        results = run_study(study, results_dir, log=log)
+        results = run_study(study, results_dir, log=log, yes=yes)
         files = plot_study(study, results, figures_dir)
         for f in files:
             if f.suffix == ".png" and not has_ink(f):

@@ -88,6 +88,13 @@ class ModelConfig:
     def d_head(self) -> int:
         return self.d_model // self.n_heads
 
+    def flops_per_token(self) -> tuple[int, int]:
+        """(N, F): the weights of the matrix products, N = n_layers(4d² + 2d·d_mlp) + d·V, and the
+        forward FLOPs per token, F = 2N + 2·n_layers·L·d (attention over the L positions)."""
+        n, d, m = self.n_layers, self.d_model, self.d_mlp
+        N = n * (4 * d * d + 2 * d * m) + d * self.vocab
+        return N, 2 * N + 2 * n * self.length * d
+
 
 def _positive_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0

@@ -76,7 +76,7 @@ def test_resume_extends_a_run_exactly(tmp_path):
     (["run", "cycle3", "--algorithm", "inpo", "--eta", "20", "--tau", "0.1", "--iterations", "10", "--out", "x"],
      "eta·tau ≤ 1"),
     (["run", "cycle3", "--eta", "1", "--iterations", "10", "--out", "x"], "required: --algorithm"),
-    (["solve", "cycle3", "--tau", "-1"], "≥ 0"),
+    (["solve", "cycle3", "--tau", "-1"], "must be 0 or in"),
 ])
 def test_user_errors_are_one_line_exit_2(args, message):
     res = run_cli(*args)

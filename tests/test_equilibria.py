@@ -117,7 +117,7 @@ def test_contextual_solve_is_per_context():
 def test_bad_tau():
     from gamesim import GamesimError
 
-    with pytest.raises(GamesimError, match="≥ 0"):
+    with pytest.raises(GamesimError, match="must be 0 or in"):
         solve("rps", -0.1)
     with pytest.raises(GamesimError, match="too small"):
         solve("rps", 1e-12)

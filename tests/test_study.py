@@ -74,7 +74,7 @@ def test_provenance_and_cache_by_hash(tmp_path, monkeypatch):
     info = json.loads((tmp_path / "results" / "toy.json").read_text())
     assert info["spec_hash"] == s.hash and info["spec"]["group"][0]["eta"] == 0.25
     assert {"gamesim", "numpy", "jax", "python"} <= set(info["versions"])
-    assert info["git"] is None  # tmp_path is not a checkout; see test_git_commit_of_the_checkout
+    assert info["git_commit"] is None  # tmp_path is not a checkout; see test_git_commit_of_the_checkout
     assert len(info["cell_seconds"]) == 3 and info["groups"]["main"]["dims"][-1] == "record"
     # same spec: nothing runs; a caption edit does not change the hash of the runs
     calls = []
@@ -91,7 +91,7 @@ def test_git_commit_of_the_checkout():
     head = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=ROOT, capture_output=True, text=True)
     if head.returncode:
         pytest.skip("not a git checkout")
-    assert study.git_commit(ROOT / "experiments")["commit"] == head.stdout.strip()
+    assert study.git_commit(ROOT / "experiments") == head.stdout.strip()  # read from .git, without running git
 
 
 def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
