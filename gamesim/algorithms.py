@@ -45,6 +45,51 @@ def eta_to_sppo_beta(eta: float) -> float:
     return 1.0 / eta
 
 
+EGPO_METHODS = ("online-ipo-1", "online-ipo-2", "nash-md", "nash-md-pg", "egpo")
+"""The five methods of EGPO's tabular study (`zhourunlong/EGPO`, simulations/loss_funcs.py)."""
+
+
+def egpo_settings(method: str, *, lr: float, beta: float, n: int, samples: int | None = None) -> tuple[str, dict]:
+    r"""gamesim's algorithm and `simulate` keywords for one of EGPO's methods run as EGPO runs it:
+    plain SGD at learning rate `lr` on the tabular logits θ (n actions), KL weight `beta`, exact
+    losses (Zhou et al. 2025, code `simulations/loss_funcs.py`; d = log π − log π_ref, s = P sg(π)).
+    Derived (each gradient in closed form; tests/test_algorithms.py checks one step of each against
+    autodiff of a transcription of EGPO's loss):
+
+    - "online-ipo-1", loss (1/n²) Σ_{y,y'} (d_y − d_{y'} − (s_y − s_{y'})/β)²: ∇_θ = (4/n)(e − ē),
+      e = θ − log π_ref − s/β, so θ ← (1 − ητ)θ + ητ log π_ref + η Pπ with η = 4 lr/(nβ), τ = β: `omd`.
+    - "egpo": the same loss with s taken at the half step π_{t+1/2}: `extragradient` at the same η.
+    - "online-ipo-2", loss Σ π_y π_{y'} (d_y − d_{y'} − (P_{yy'} − ½)/β)²: ∇_θ = −(4/β) π ⊙ (Aπ − βd
+      − ⟨π, Aπ − βd⟩), the online IPO direction: `online-ipo` at η = 4 lr/β, τ = β.
+    - "nash-md", the first loss with s = Pπ^ω, π^ω ∝ π^{1−ω} π_ref^ω, ω = true_lr·β = 2 lr/n: `nash-md` at
+      η = 4 lr/(nβ), τ = β and ω = ητ/2 (mix_ratio = 1/2; the paper's Nash-MD has ω = ητ).
+    - "nash-md-pg", loss −Σ_y sg(π_y)((Pπ^ω)_y − β sg(d_y)) log π_y at the same ω:
+      ∇_θ = −π ⊙ (g − ⟨π, g⟩), g = Aπ^ω − βd: `nash-md-pg` at η = lr, τ = β, mixture weight ω.
+
+    Start from π_0 = π_ref (`init="reference"`), as EGPO does. `samples`: EGPO's sampled variant
+    with that many samples per step (its runs: 100): sampled feedback with `recipe="egpo"` and the
+    soft oracle (EGPO reads P itself), whose expected step is the exact one (`gamesim.bandit`).
+    """
+    if method not in EGPO_METHODS:
+        raise GamesimError(f"EGPO's methods are {', '.join(EGPO_METHODS)}; got {method!r}")
+    for name, value in (("lr", lr), ("beta", beta)):
+        if not (_is_number(value) and value > 0):
+            raise GamesimError(f"egpo_settings: {name} must be a finite number > 0, got {value!r}")
+    if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 2):
+        raise GamesimError(f"egpo_settings: n is the number of actions, an integer ≥ 2, got {n!r}")
+    if samples is not None and not (isinstance(samples, numbers.Integral) and samples >= 1):
+        raise GamesimError(f"egpo_settings: samples is a count ≥ 1 (EGPO's runs: 100), got {samples!r}")
+    mirror = {"eta": 4 * lr / (n * beta), "tau": beta}
+    name, kwargs = {"online-ipo-1": ("omd", mirror),
+                    "egpo": ("extragradient", mirror),
+                    "online-ipo-2": ("online-ipo", {"eta": 4 * lr / beta, "tau": beta}),
+                    "nash-md": ("nash-md", {**mirror, "mix_ratio": 0.5}),
+                    "nash-md-pg": ("nash-md-pg", {"eta": lr, "tau": beta, "beta": 2 * lr / n})}[method]
+    if samples is not None:
+        kwargs = {**kwargs, "feedback": "sampled", "recipe": "egpo", "pairs": samples, "oracle": "soft"}
+    return name, kwargs
+
+
 def theorem_schedule(tau: float, t):
     """η_t = 2/(τ(t+2)), t = 0, 1, …: Nash-MD Theorem 1 and INPO Theorem 4 (η_0 τ = 1)."""
     return 2.0 / (tau * (t + 2))
@@ -178,7 +223,7 @@ def _hedge(s, A, log_ref, eta, tau, t, p):
 
 
 def _nash_md(s, A, log_ref, eta, tau, t, p):
-    return u.nash_md_update(s, A, log_ref, eta, tau)
+    return u.nash_md_update(s, A, log_ref, eta, tau, p["mix_ratio"] * eta * tau)
 
 
 NUMBA_CHAINS = {_omd: "omd", _hedge: "hedge", _nash_md: "nash-md"}
@@ -186,11 +231,14 @@ NUMBA_CHAINS = {_omd: "omd", _hedge: "hedge", _nash_md: "nash-md"}
 numba loop (`numba_engine`), keyed by the step function itself."""
 
 
-def numba_chain(alg: Algorithm) -> str | None:
+def numba_chain(alg: Algorithm, params=()) -> str | None:
     """"omd", "hedge" or "nash-md" when `alg` provably runs that registered chain of mirror steps
     with exact feedback: its step, init and log_policy are the registered functions themselves
-    (so a copy with another step, `dataclasses.replace(alg, step=…)`, has none); None otherwise."""
+    (so a copy with another step, `dataclasses.replace(alg, step=…)`, has none) and every run's
+    hyperparameters (`params`, a list of dicts) are the chain's (Nash-MD's mixture at ητ); None otherwise."""
     if alg.init is not _policy_is_state or alg.log_policy is not _identity or alg.queries_per_step:
+        return None
+    if any(p.get("mix_ratio", 1.0) != 1.0 for p in params):
         return None
     return NUMBA_CHAINS.get(alg.step)
 
@@ -213,6 +261,8 @@ def refreshing(inner):
             "target": "original"}
 
 
+MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
+                                  "(1: the paper's π^{1−ητ} π_ref^{ητ}; EGPO's code: 1/2)")
 BETA = Param(0.125, 0.0, 1.0, "weight of π_ref in the opponent mixture π^{1−β} π_ref^β")
 _THEOREM = ("constant", "theorem")
 
@@ -223,7 +273,7 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               schedules=_THEOREM),
     Algorithm("nash-md", _nash_md, "Nash-MD (Munos et al. 2023) eqs. 3–4",
               "π*_τ with schedule 'theorem'; the biased point of Calandriello eq. 13 (β = ητ) with constant η",
-              schedules=_THEOREM),
+              schedules=_THEOREM, params={"mix_ratio": MIX_RATIO}),
     Algorithm("sppo", _hedge, "SPPO (Wu et al. 2024) eq. 4.1", "von Neumann winner, average iterate only",
               kl_bounded=False, target="original", uses_tau=False),
     Algorithm("optimistic-omd",

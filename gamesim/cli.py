@@ -16,6 +16,8 @@ from .errors import GamesimError
 RESULT_FILES = ("run.json", "metrics.csv", "policies.npy", "state.npz")
 HYPERPARAMETERS = {
     "beta": (float, "ipo-md, nash-md-pg: weight of pi_ref in the opponent mixture (default 0.125)"),
+    "mix_ratio": (float, "nash-md: weight of pi_ref in the opponent mixture as a multiple of eta*tau "
+                         "(default 1, the paper's; EGPO's code: 0.5)"),
     "refresh_every": (int, "mpo, comal: iterations between magnet resets (default 200)"),
     "refresh_gap": (float, "mpo, comal: reset sooner once the inner duality gap is below this"),
     "lr": (float, "sampled feedback, --fit sgd/adam: the optimizer's learning rate (default 0.1)"),
@@ -25,8 +27,8 @@ HYPERPARAMETERS = {
 """Algorithm-specific flags (the registry in gamesim.algorithms checks them; a test keeps this in step)."""
 SAMPLING = {
     "pairs": (int, "pairs per iteration and context (prompts, for the K-sample recipes); default 64"),
-    "recipe": (str, "pairs, best-worst (inpo) or win-rates (sppo); default: the algorithm's first"),
-    "samples": (int, "K for the K-sample recipes (default 8 best-worst, 5 win-rates)"),
+    "recipe": (str, "pairs, best-worst (inpo: the tournament; sppo: best and worst by win rate) or win-rates (sppo); default: the algorithm's first"),
+    "samples": (int, "K for the K-sample recipes (default 8 for inpo's tournament, 5 for sppo)"),
     "fit": (str, "exact (the empirical minimizer, default), sgd or adam"),
     "steps": (int, "optimizer steps per iteration with --fit sgd/adam (default 10)"),
     "batch_size": (int, "minibatch size with --fit sgd/adam (default: all data)"),

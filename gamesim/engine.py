@@ -171,7 +171,7 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     import jax
 
     backend = choose_backend(backend, alg, games[0], dtype=dtype, runs=B, iterations=T, record_every=k,
-                             devices=devices)
+                             devices=devices, params=params)
     if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every > 0):
         raise GamesimError(f"checkpoint_every is a number of seconds > 0, got {checkpoint_every!r}")
     with jax.enable_x64(dtype == "float64"):
@@ -196,12 +196,12 @@ recording and gains nothing (benchmarks/run.py, section 5)."""
 
 
 def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype: str, runs: int,
-                   iterations: int, record_every: int, devices: int | None = None) -> str:
+                   iterations: int, record_every: int, devices: int | None = None, params=()) -> str:
     """The path a run takes: "jax" or "numba".
 
     "auto" takes numba when the algorithm is provably a registered chain of mirror steps
     (`algorithms.numba_chain`: OMD/INPO, Nash-MD, SPPO, DNO, iterative IPO; never a modified copy
-    or a user's own step) with exact feedback in float64, numba is installed, JAX computes on the CPU
+    or a user's own step, and with the chain's hyperparameters `params`) with exact feedback in float64, numba is installed, JAX computes on the CPU
     (no accelerator) over one device, n ≤ NUMBA_MAX_N, the batch makes at least
     NUMBA_MIN_UPDATES run-iterations and records at most every NUMBA_MIN_RECORD_EVERY; JAX
     otherwise. "numba" insists (an error where it cannot).
@@ -211,9 +211,9 @@ def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype:
     if backend == "jax":
         return "jax"
     problem = None
-    if numba_chain(alg) is None:
+    if numba_chain(alg, params) is None:
         problem = (f"{alg.name} has no numba path (it runs only the registered mirror-step algorithms with exact "
-                   "feedback, never a modified or user-defined step)")
+                   "feedback and their chain's hyperparameters, never a modified or user-defined step)")
     elif dtype != "float64":
         problem = "the numba path computes in float64 only"
     elif devices not in (None, 1):

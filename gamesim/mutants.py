@@ -119,7 +119,8 @@ def _average_without_first(runner: Callable) -> Callable:
 def _specific() -> list[Mutant]:
     """The mutants that need an algorithm's internals."""
     out = [Mutant(name, "nash-md", make) for name, make in _nash_md_mutants().items()]
-    out += [Mutant("Nash-MD's update (another method)", name, _replace(step=get_algorithm("nash-md").step))
+    out += [Mutant("Nash-MD's update (another method)", name, _replace(step=get_algorithm("nash-md").step,
+                                                                  params=get_algorithm("nash-md").params))
             for name in ("inpo", "omd")]
     out += [Mutant("MMD's update at the same η (another method)", "omd",
                    _replace(step=lambda s, A, r, eta, tau, t, p: u.mmd_update(s, A, r, eta, tau)))]

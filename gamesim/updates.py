@@ -47,16 +47,22 @@ def omd_update(log_pi, A, log_ref, eta, tau):
     return _mirror(log_pi, log_ref, eta, tau, matvec(A, jnp.exp(log_pi)))
 
 
-def nash_md_update(log_pi, A, log_ref, eta, tau):
+def nash_md_update(log_pi, A, log_ref, eta, tau, mix):
     r"""Nash-MD (Munos et al. 2023, eqs. 3–4), learning-rate convention as in the paper.
 
     Geometric mixture π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ} (eq. 3), then the mirror step against it:
         π_{t+1}(y) ∝ π^μ_t(y) exp(η P(y ≻ π^μ_t))   (eq. 4).
     Theorem 1 uses η_t = 2/(τ(t+2)) (`schedule="theorem"`); with a constant η the iteration
     converges to a biased point (Calandriello et al. 2024 eq. 13 with β = ητ). Valid for η > 0, 0 ≤ ητ ≤ 1.
+
+    `mix` = ω is the weight of π_ref in the opponent π^ω_t ∝ π_t^{1−ω} π_ref^ω; the step is
+        log π_{t+1} = (1 − ητ) log π_t + ητ log π_ref + η Aπ^ω_t − log Z
+                    = log π^ω_t + (ητ − ω)(log π_ref − log π_t) + η Aπ^ω_t − log Z,
+    which is eq. 4 at the paper's ω = ητ (the second form, used here, then adds an exact zero).
+    EGPO's code mixes with ω = ητ/2 (`egpo_settings`).
     """
-    log_mix = _mirror(log_pi, log_ref, eta, tau, 0.0)
-    return _mirror(log_mix, log_ref, eta, 0.0, matvec(A, jnp.exp(log_mix)))
+    log_mix = _geometric_mixture(log_pi, log_ref, mix)
+    return _mirror(log_mix + (eta * tau - mix) * (log_ref - log_pi), log_ref, eta, 0.0, matvec(A, jnp.exp(log_mix)))
 
 
 def hedge_update(log_pi, A, eta):

@@ -176,3 +176,87 @@ def test_sppo_loss_exact_partition_vanishes_at_the_update():
     practical = sppo_loss(jnp.log(nxt), jnp.log(pi_t), eta, y, wins, pi_t)
     assert practical == pytest.approx((log_z - eta / 2) ** 2, rel=1e-10)
     assert sppo_loss(jnp.log(pi_t), jnp.log(pi_t), eta, y, wins, pi_t, log_partition=log_z) > 1e-3
+
+
+# EGPO's five tabular losses, transcribed line by line from its code (zhourunlong/EGPO,
+# simulations/loss_funcs.py; stop-gradient where it detaches), differentiated by autodiff and
+# stepped by plain SGD on the unnormalized logits θ, as its run.py does.
+def _egpo_loss(method, theta, theta_ref, P, beta, lr, prefs_at=None):
+    n = P.shape[0]
+    sg = jax.lax.stop_gradient
+    log_pi, log_ref = jax.nn.log_softmax(theta), jax.nn.log_softmax(theta_ref)
+    d = log_pi - log_ref
+    contrast = d[:, None] - d[None, :]
+    true_lr = 2 * lr / (beta * n)
+    mixture = jax.nn.softmax((1 - true_lr * beta) * sg(log_pi) + true_lr * beta * log_ref)
+    if method == "online-ipo-2":
+        pi = sg(jax.nn.softmax(theta))
+        return pi @ ((contrast - (P - 0.5) / beta) ** 2) @ pi
+    if method == "nash-md-pg":
+        item = (P @ mixture - beta * sg(d)) * log_pi
+        return -jnp.sum(sg(jax.nn.softmax(theta)) * item)
+    opponent = {"nash-md": mixture}.get(method, sg(jax.nn.softmax(theta if prefs_at is None else prefs_at)))
+    prefs = P @ opponent
+    return jnp.sum((contrast - (prefs[:, None] - prefs[None, :]) / beta) ** 2) / n ** 2
+
+
+def _egpo_sgd_step(method, theta, theta_ref, P, beta, lr):
+    grad = jax.grad(_egpo_loss, argnums=1)
+    if method == "egpo":  # the half step, then the step from θ_t with preferences at π_{t+1/2}
+        half = theta - lr * grad("egpo", theta, theta_ref, P, beta, lr)
+        return theta - lr * grad("egpo", theta, theta_ref, P, beta, lr, half)
+    return theta - lr * grad(method, theta, theta_ref, P, beta, lr)
+
+
+@pytest.mark.parametrize("method", ["online-ipo-1", "online-ipo-2", "nash-md", "nash-md-pg", "egpo"])
+@pytest.mark.parametrize("lr,beta", [(2e-4, 1e-3), (0.02, 0.01), (0.1, 0.1)])
+def test_egpo_settings_follow_egpos_sgd_steps(method, lr, beta):
+    """`egpo_settings` (EGPO's three configs): three steps of the converted gamesim method equal
+    three SGD steps on EGPO's own loss, in float64, to 1e-12."""
+    from gamesim.algorithms import egpo_settings
+
+    game = load_game("random:n=10,seed=3,ref_seed=103")
+    P = np.asarray(game.P)
+    theta = theta_ref = jnp.asarray(np.log(game.reference))
+    expected = []
+    for _ in range(3):
+        theta = _egpo_sgd_step(method, theta, theta_ref, P, beta, lr)
+        expected.append(np.asarray(jax.nn.softmax(theta)))
+    name, kwargs = egpo_settings(method, lr=lr, beta=beta, n=game.n)
+    traj = simulate(game, name, init="reference", iterations=3, **kwargs)
+    np.testing.assert_allclose(traj.policies[1:], expected, rtol=0, atol=1e-12)
+
+
+def test_egpo_settings_reject_other_conventions():
+    """A wrong conversion fails the transcription (the Nash-MD mixture at the paper's ητ, or Online
+    IPO 1's η without the 1/n), and bad arguments are refused with the valid choices."""
+    from gamesim.algorithms import egpo_settings
+
+    game = load_game("random:n=10,seed=3,ref_seed=103")
+    theta = theta_ref = jnp.asarray(np.log(game.reference))
+    for _ in range(3):  # the first step cannot tell mixtures apart: π_0 = π_ref is every mixture
+        theta = _egpo_sgd_step("nash-md", theta, theta_ref, np.asarray(game.P), 0.1, 0.1)
+    name, kwargs = egpo_settings("nash-md", lr=0.1, beta=0.1, n=10)
+    paper = simulate(game, name, init="reference", iterations=3, **{**kwargs, "mix_ratio": 1.0}).policies[3]
+    no_n = simulate(game, "omd", init="reference", iterations=3, eta=4 * 0.1 / 0.1, tau=0.1).policies[3]
+    for wrong in (paper, no_n):
+        assert np.abs(wrong - jax.nn.softmax(theta)).max() > 1e-6
+    with pytest.raises(GamesimError, match="EGPO's methods are"):
+        egpo_settings("ipo", lr=0.1, beta=0.1, n=10)
+    with pytest.raises(GamesimError, match="lr must be"):
+        egpo_settings("egpo", lr=-1, beta=0.1, n=10)
+    with pytest.raises(GamesimError, match="n is the number"):
+        egpo_settings("egpo", lr=0.1, beta=0.1, n=2.5)
+
+
+def test_nash_md_mixture_off_the_paper_never_takes_the_numba_chain():
+    """The numba loop hard-codes Nash-MD's mixture at ητ: with mix_ratio ≠ 1 "auto" must take JAX
+    and "numba" must refuse, so EGPO's mixture is never silently replaced by the paper's."""
+    from gamesim import engine
+
+    game, alg = load_game("random:n=10,seed=0"), get_algorithm("nash-md")
+    common = {"dtype": "float64", "runs": 8, "iterations": 10 ** 6, "record_every": 1000}
+    assert engine.choose_backend("auto", alg, game, **common, params=[{"mix_ratio": 1.0}]) in ("numba", "jax")
+    assert engine.choose_backend("auto", alg, game, **common, params=[{"mix_ratio": 0.5}]) == "jax"
+    with pytest.raises(GamesimError, match="no numba path"):
+        engine.choose_backend("numba", alg, game, **common, params=[{"mix_ratio": 1.0}, {"mix_ratio": 0.5}])
