@@ -104,5 +104,15 @@ def win_rates(key, log_pi, A, oracle: Oracle, groups: int, K: int = 5) -> WinRat
     return WinRates(y.ravel(), table.mean(-1).ravel(), jnp.ones(groups * K, log_pi.dtype))
 
 
+def best_and_worst(rates: WinRates, K: int) -> WinRates:
+    """SPPO's official recipe (`uclaml/SPPO`, scripts/compute_prob.py and its trainer): of each
+    prompt's K samples keep only the one with the highest estimated win rate and the one with the
+    lowest (the first on ties), each regressed on its own P̂(y ≻ π_t); the other weights are 0."""
+    table = rates.win_rate.reshape(-1, K)
+    rows = jnp.arange(table.shape[0])
+    keep = jnp.zeros_like(table).at[rows, table.argmax(-1)].set(1.0).at[rows, table.argmin(-1)].set(1.0)
+    return rates._replace(weight=keep.ravel())
+
+
 def win_rates_queries(K: int) -> int:
     return K * (K - 1) // 2

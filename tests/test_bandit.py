@@ -12,6 +12,7 @@ from gamesim import solve as gamesim_solve
 from gamesim import bandit, feedback
 from gamesim.cli import main
 from gamesim.updates import omd_update
+from conftest import normalize
 
 pytestmark = pytest.mark.usefixtures("float64")
 GAME = "random:n=10,seed=1,ref_seed=2"
@@ -52,7 +53,8 @@ def test_win_rates_recipe():
 
 
 @pytest.mark.parametrize("name, recipe", [("inpo", "pairs"), ("inpo", "best-worst"), ("nash-md", "pairs"),
-                                          ("online-ipo", "pairs"), ("sppo", "win-rates"), ("iterative-dpo", "pairs")])
+                                          ("online-ipo", "pairs"), ("sppo", "win-rates"), ("sppo", "best-worst"),
+                                          ("iterative-dpo", "pairs")])
 def test_exact_fit_is_the_empirical_minimizer(name, recipe):
     """The exact fitter's θ minimizes the algorithm's loss on the data, as a generic optimizer finds."""
     game = load_game("random:n=5,seed=3,ref_seed=4")
@@ -182,3 +184,81 @@ def test_sampled_run_resumes_bit_for_bit():
     rest = simulate(GAME, "inpo", iterations=40, resume_from=simulate(GAME, "inpo", iterations=20, **kw), **kw)
     np.testing.assert_array_equal(whole.policies, rest.policies)
     np.testing.assert_array_equal(whole.metrics["queries"], rest.metrics["queries"])
+
+
+def test_sppo_best_and_worst_keeps_each_prompts_extremes():
+    """SPPO's official recipe: per prompt, the samples with the highest and the lowest estimated
+    win rate (as its compute_prob.py's max/min), each with its own P̂; everything else weight 0."""
+    game = load_game("random:n=6,seed=2")
+    A, log_pi = jnp.asarray(game.payoff[0]), jnp.log(jnp.full(6, 1 / 6))
+    rates = feedback.win_rates(jax.random.key(3), log_pi, A, feedback.Oracle(), 50, 5)
+    kept = feedback.best_and_worst(rates, 5)
+    table, weight = np.asarray(rates.win_rate).reshape(50, 5), np.asarray(kept.weight).reshape(50, 5)
+    for row, w in zip(table, weight):
+        assert set(np.flatnonzero(w)) == {int(np.argmax(row)), int(np.argmin(row))}
+    np.testing.assert_array_equal(kept.win_rate, rates.win_rate)
+    alg = bandit.sampled_algorithm("sppo", pairs=4, recipe="best-worst")
+    assert alg.queries_per_step == 4 * 10
+
+
+EGPO_METHODS = ["online-ipo-1", "online-ipo-2", "nash-md", "nash-md-pg", "egpo"]
+
+
+@pytest.mark.parametrize("method", EGPO_METHODS)
+def test_egpo_recipe_is_egpos_sampled_sgd_step(method, float64):
+    """recipe="egpo": the loss and learning rate on given samples are EGPO's `*_sample` losses
+    (transcribed from its code, soft oracle: it reads P) and its SGD step at lr, to 1e-12."""
+    from gamesim.algorithms import egpo_settings
+
+    game = load_game("random:n=10,seed=3,ref_seed=103")
+    P, A, log_ref = np.asarray(game.P), jnp.asarray(game.payoff[0]), jnp.log(jnp.asarray(game.reference))
+    lr, beta, N = 0.1, 0.1, 100
+    name, kw = egpo_settings(method, lr=lr, beta=beta, n=10, samples=N)
+    rng = np.random.default_rng(7)
+    log_pi = jax.nn.log_softmax(jnp.asarray(rng.standard_normal(10)))
+    y, y2, y3 = (jnp.asarray(rng.integers(0, 10, N)) for _ in range(3))
+    triples = method in ("online-ipo-1", "nash-md", "egpo")
+    label = 0.5 + P[y, y3] - P[y2, y3] if triples else P[y, y2]
+    data = feedback.Pairs(y, y2, jnp.asarray(label), jnp.ones(N))
+
+    def egpo(theta):  # EGPO's loss_funcs.py, with these samples
+        d = jax.nn.log_softmax(theta) - log_ref
+        if method == "nash-md-pg":
+            return -jnp.sum((P[y, y2] - beta * jax.lax.stop_gradient(d)[y]) * jax.nn.log_softmax(theta)[y]) / N
+        target = P[y, y3] - P[y2, y3] if triples else P[y, y2] - 0.5
+        return jnp.sum((d[y] - d[y2] - target / beta) ** 2) / N
+
+    mine = bandit.egpo_loss(name, log_pi, data, log_pi, log_ref, kw["tau"])
+    assert abs(float(mine - egpo(log_pi))) < 1e-12
+    step = bandit.egpo_lr(name, kw["eta"], kw["tau"], 10) * jax.grad(bandit.egpo_loss, argnums=1)(
+        name, log_pi, data, log_pi, log_ref, kw["tau"])
+    np.testing.assert_allclose(step, lr * jax.grad(egpo)(log_pi), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", EGPO_METHODS)
+def test_egpo_recipe_steps_are_unbiased_for_the_exact_conversion(method, float64):
+    """EGPO's samplers (uniform y, y' and y'' ~ π_t or its mixture; y, y' ~ π_t; y ~ π_t, y' ~ π^β)
+    make one sampled step an unbiased estimate of the exact `egpo_settings` step (the centred
+    log-policy is linear in θ): the mean over 400 keys is within 5 standard errors of it, and the
+    exact step at η/2 is not."""
+    from gamesim.algorithms import egpo_settings, get_algorithm
+
+    game = load_game("random:n=10,seed=3,ref_seed=103")
+    A, log_ref = jnp.asarray(game.payoff), jnp.log(jnp.asarray(game.stacked_reference))
+    log_pi = jax.nn.log_softmax(jnp.asarray(np.random.default_rng(8).standard_normal((1, 10))))
+    name, kw = egpo_settings(method, lr=0.1, beta=0.1, n=10, samples=100)
+    sampled_alg = bandit.sampled_algorithm(name, pairs=100, recipe="egpo", oracle="soft")
+    extra = {k: v for k, v in kw.items() if k in get_algorithm(name).params}
+
+    def one_step(alg, key, eta):
+        state = alg.init(log_pi, A, log_ref, jax.random.key_data(key))
+        return alg.log_policy(alg.step(state, A, log_ref, eta, kw["tau"], 0, alg.resolve_params(extra)))[0]
+
+    keys = jax.random.split(jax.random.key(9), 400)
+    centred = lambda lp: lp - lp.mean(-1, keepdims=True)  # noqa: E731
+    sampled = np.asarray(centred(jax.jit(jax.vmap(lambda k: one_step(sampled_alg, k, kw["eta"])))(keys)))
+    se = sampled.std(0) / np.sqrt(len(sampled))
+    exact = np.asarray(centred(one_step(get_algorithm(name), keys[0], kw["eta"])))
+    half = np.asarray(centred(one_step(get_algorithm(name), keys[0], kw["eta"] / 2)))
+    assert np.all(np.abs(sampled.mean(0) - exact) < 5 * se + 1e-12)
+    assert np.abs(sampled.mean(0) - half).max() > 10 * se.max()
