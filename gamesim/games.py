@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import itertools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -253,6 +254,171 @@ def cycle3() -> PreferenceGame:
     return PreferenceGame(P, names=("a", "b", "c"), label="cycle3")
 
 
+def from_zero_sum(M, scale: float, names=None, label: str = "zero_sum") -> PreferenceGame:
+    """The symmetric preference game of a two-player zero-sum game M (m × k, M[i, l] = what the row
+    player wins with i against column l), by the standard symmetrization in which each player
+    plays both roles, half the time each: a response is a pair (i, j) = (row strategy, column
+    strategy), index i·k + j, and
+
+        A_sym[(i,j),(k,l)] = (M[i,l] − M[k,j]) / 2,     P = 1/2 + A_sym / (2c),   c = `scale`.
+
+    (A_sym π)_(i,j) = [(Mȳ)_i − (x̄ᵀM)_j] / 2 for any π with marginals x̄ (rows) and ȳ (columns), so
+    π is a von Neumann winner iff (x̄, ȳ) is a Nash equilibrium of M, and the duality gap of the
+    preference game is DualGap(π) = 2 max_y (Pπ)_y − 1 = [max_i (Mȳ)_i − min_j (x̄ᵀM)_j] / (2c):
+    M's own duality gap (NashConv) over 2c. `pair_marginals` maps π back to (x̄, ȳ).
+    """
+    M = _as_float_array(M, "the zero-sum payoff matrix M")
+    if M.ndim != 2:
+        raise GamesimError(f"the zero-sum payoff matrix M must be 2-D (rows × columns), got shape {M.shape}")
+    A = (M[:, None, None, :] - M.T[None, :, :, None]) / 2  # A[i, j, k, l] = (M[i, l] − M[k, j]) / 2
+    A = A.reshape(M.size, M.size)
+    if not scale >= np.abs(A).max():
+        raise GamesimError(f"scale c = {scale!r} leaves P = 1/2 + A_sym/(2c) outside [0, 1]; give "
+                           f"c ≥ max|A_sym| = {np.abs(A).max():g} (any c ≥ max|M| will do)")
+    return PreferenceGame(0.5 + A / (2 * scale), names=names, label=label)
+
+
+def pair_marginals(policy, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(x̄, ȳ): the row and column marginals of a policy over the pairs of `from_zero_sum`, shape (m, k)."""
+    policy = _as_float_array(policy, "the policy")
+    if policy.shape != (math.prod(shape),):
+        raise GamesimError(f"a policy over the {shape[0]} × {shape[1]} strategy pairs has shape "
+                           f"({math.prod(shape)},), not {policy.shape}")
+    joint = policy.reshape(shape)
+    return joint.sum(1), joint.sum(0)
+
+
+KUHN_CARDS = "JQK"
+KUHN_SCALE = 2.0
+"""c of the `kuhn` game: the most a player wins or loses in one hand (ante 1 + bet 1), so |M| ≤ 2."""
+
+
+def _kuhn_winnings(cards: tuple[int, int], history: str) -> float | None:
+    """Player 1's winnings at the end of a Kuhn poker hand, None while it goes on. Actions: 'p'
+    (pass: check, or fold to a bet) and 'b' (bet, or call a bet); player 1 acts at even depths."""
+    if history in ("bp", "pbp"):  # a fold: the folder loses the ante
+        return 1.0 if history == "bp" else -1.0
+    if history in ("pp", "bb", "pbb"):  # a showdown: the ante, or ante and bet
+        stake = 1.0 if history == "pp" else 2.0
+        return stake if cards[0] > cards[1] else -stake
+    return None
+
+
+def kuhn_normal_form() -> tuple[np.ndarray, list[str], list[str]]:
+    """Kuhn poker's reduced normal form (M, player 1's strategies, player 2's), derived from the game tree.
+
+    A pure strategy assigns an action to each information set (player, own card, history) of the
+    tree; the reduced form keeps only the information sets that the strategy itself does not rule
+    out (a player who bets never decides what to do after checking), which leaves 3³ = 27
+    strategies for player 1 (per card: bet, check-fold, check-call) and 4³ = 64 for player 2 (per
+    card: check or bet after a check, fold or call a bet). M[i, l] is player 1's expected winnings
+    over the 6 equally likely deals. A name gives, per card, the strategy's actions ('p' pass:
+    check or fold; 'b' bet or call): "Jb Qpp Kpb" (player 1: bet J; check-fold Q; check-call K),
+    "Jpb Qbp Kbb" (player 2: per card, the answer to a bet, then the action after a check).
+    """
+    deals = list(itertools.permutations(range(len(KUHN_CARDS)), 2))
+
+    def order(info_set):  # by card, then depth, then history ("b" before "p")
+        card, h = info_set
+        return card, len(h), h
+
+    def reached(player, strategy=None):
+        """The player's information sets reached over all deals and opponent actions when it plays
+        `strategy` (a dict from information set to action; every action when None)."""
+        found = {}
+        for cards in deals:
+            stack = [""]
+            while stack:
+                h = stack.pop()
+                if _kuhn_winnings(cards, h) is None:
+                    mine = len(h) % 2 == player
+                    if mine:
+                        found[cards[player], h] = None
+                    stack += [h + a for a in ("pb" if strategy is None or not mine else strategy[cards[player], h])]
+        return sorted(found, key=order)
+
+    def reduced(player):
+        """Pure strategies restricted to the information sets they reach, without duplicates."""
+        sets, out = reached(player), {}
+        for actions in itertools.product("pb", repeat=len(sets)):
+            full = dict(zip(sets, actions))
+            out.setdefault(tuple((s, full[s]) for s in reached(player, full)), None)
+        return [dict(s) for s in out]
+
+    def play(s1, s2, cards):
+        h = ""
+        while (w := _kuhn_winnings(cards, h)) is None:
+            h += (s1, s2)[len(h) % 2][cards[len(h) % 2], h]
+        return w
+
+    def name(s):
+        return " ".join(KUHN_CARDS[c] + "".join(a for (card, _), a in s.items() if card == c)
+                        for c in range(len(KUHN_CARDS)))
+
+    S1, S2 = reduced(0), reduced(1)
+    M = np.array([[sum(play(a, b, cards) for cards in deals) / len(deals) for b in S2] for a in S1])
+    return M, [name(s) for s in S1], [name(s) for s in S2]
+
+
+def undominated(M) -> tuple[list[int], list[int]]:
+    """The rows and columns of a zero-sum game M (row player maximizes) that survive iterated
+    removal of weakly dominated strategies, rows then columns in each round, in index order.
+    Removal keeps the value, and at least one equilibrium (not necessarily all of them)."""
+    M = np.asarray(M, dtype=float)
+    rows, cols, changed = list(range(M.shape[0])), list(range(M.shape[1])), True
+    while changed:
+        changed = False
+        for i in list(rows):
+            other = M[[k for k in rows if k != i]][:, cols]
+            if np.any(np.all(other >= M[i, cols], 1) & np.any(other > M[i, cols], 1)):
+                rows.remove(i)
+                changed = True
+        for j in list(cols):
+            other = M[rows][:, [l for l in cols if l != j]]
+            if np.any(np.all(other <= M[rows, j][:, None], 0) & np.any(other < M[rows, j][:, None], 0)):
+                cols.remove(j)
+                changed = True
+    return rows, cols
+
+
+KUHN_STRATEGIES = ("reduced", "undominated")
+
+
+def kuhn(strategies: str = "reduced") -> PreferenceGame:
+    """Kuhn poker (Kuhn 1950) as a symmetric preference game over pairs (player 1's, player 2's strategy).
+
+    Rules: a deck of three cards J < Q < K; each player antes 1 and is dealt one card. Player 1
+    checks or bets 1. After a check, player 2 checks (showdown for the antes) or bets 1, and
+    player 1 then folds (losing the ante) or calls (showdown for 2). After a bet, player 2 folds
+    (losing the ante) or calls (showdown for 2). The higher card wins a showdown.
+
+    Construction: M = `kuhn_normal_form()` (27 × 64, from the game tree), symmetrized by
+    `from_zero_sum` at c = KUHN_SCALE = 2: P = 1/2 + A_sym/4, 1728 responses (i, j), index 64·i + j.
+    `pair_marginals(π, (27, 64))` gives back (x̄, ȳ). The preference game's duality gap is M's
+    duality gap (NashConv) over 2c = 4, and OpenSpiel's exploitability (NashConv/2) is twice it.
+    From a product policy x ⊗ y (π_ref uniform is one), an update on softmax scores of Aπ keeps
+    the product form, A = A_sym/(2c) scoring (i, j) by [(Mȳ)_i − (x̄ᵀM)_j]/(4c): MMD at (η, τ) on
+    `kuhn` is simultaneous two-player MMD on M at step η/(4c) = η/8 and temperature α = 4cτ = 8τ.
+
+    `strategies="undominated"` (spec `kuhn:strategies=undominated`) keeps the 8 × 4 strategies
+    that survive iterated removal of weakly dominated ones (`undominated`): 32 responses, the form
+    textbooks print, with the same value and the equilibrium family below.
+
+    Known solution (Kuhn 1950): the value is −1/18 for player 1. Player 1's equilibria are,
+    for α ∈ [0, 1/3]: bet J with probability α, never bet Q, bet K with 3α; after check and bet,
+    fold J, call Q with α + 1/3, call K. Player 2's is unique: after a check bet J with 1/3,
+    check Q, bet K; facing a bet fold J, call Q with 1/3, call K.
+    """
+    M, rows, cols = kuhn_normal_form()
+    if strategies not in KUHN_STRATEGIES:
+        raise GamesimError(f"kuhn: strategies is 'reduced' (27 × 64) or 'undominated' (8 × 4), not {strategies!r}")
+    if strategies == "undominated":
+        keep_rows, keep_cols = undominated(M)
+        M, rows, cols = M[np.ix_(keep_rows, keep_cols)], [rows[i] for i in keep_rows], [cols[j] for j in keep_cols]
+    label = "kuhn" if strategies == "reduced" else "kuhn:strategies=undominated"
+    return from_zero_sum(M, KUHN_SCALE, names=[f"{r} / {c}" for r in rows for c in cols], label=label)
+
+
 def random_matrix(n: int, rng: np.random.Generator) -> np.ndarray:
     """EGPO-style random game: strictly-lower triangle i.i.d. U[0,1], upper = 1 − lower, diag 1/2."""
     lower = np.tril(rng.uniform(size=(n, n)), -1)
@@ -377,6 +543,9 @@ BUILTINS: dict[str, Builtin] = {
     "biased_rps": Builtin(lambda: biased_rps(), {}, "biased RPS; equilibrium (1/16, 10/16, 5/16)"),
     "perturbed_rps": Builtin(lambda: perturbed_rps(), {},
                              "MMD's perturbed RPS (Sokota et al. 2023); equilibrium (1/7, 3/7, 3/7)"),
+    "kuhn": Builtin(lambda **kw: kuhn(**kw), {"strategies": "reduced"},
+                    "Kuhn poker's reduced normal form (27 × 64; strategies=undominated: 8 × 4) symmetrized, "
+                    "P = 1/2 + A_sym/4; value −1/18"),
     "random": Builtin(_seeded(random_matrix, "random"), {"n": 10, "seed": 0, "contexts": 1},
                       "EGPO-style: lower triangle i.i.d. U[0,1], upper = 1 − lower"),
     "skew": Builtin(_seeded(skew_matrix, "skew"),
