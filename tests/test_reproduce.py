@@ -1,0 +1,43 @@
+"""`gamesim reproduce --quick`: every study spec in experiments/ runs and draws a figure with ink.
+
+One test per spec, so that the test workers share the studies (conftest.py gives each its own
+scheduling group); `reproduce` itself runs over a directory holding one of them.
+"""
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from gamesim import study
+from gamesim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = sorted(p.stem for p in (ROOT / "experiments").glob("*.toml"))
+EXPECTED = {"bandit_gap", "cycling", "egpo", "egpo_sampled", "heatmap", "inpo_theory", "kuhn", "mmd", "simplex",
+            "transformer", "transitive"}
+
+
+def test_every_expected_study_has_a_spec():
+    assert EXPECTED <= set(SPECS), sorted(EXPECTED - set(SPECS))
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_quick_study_writes_its_figure(name, tmp_path):
+    spec = ROOT / "experiments" / f"{name}.toml"
+    t0 = time.perf_counter()
+    assert main(["study", "run", str(spec), "--quick", "--results", str(tmp_path)]) == 0
+    assert main(["study", "plot", str(spec), "--quick", "--results", str(tmp_path),
+                 "--figures", str(tmp_path / "figures")]) == 0
+    png, pdf = tmp_path / "figures" / f"{name}.png", tmp_path / "figures" / f"{name}.pdf"
+    assert pdf.stat().st_size > 10_000 and study.has_ink(png), name
+    print(f"{name} --quick: {time.perf_counter() - t0:.0f} s")
+
+
+def test_reproduce_runs_every_spec_of_a_directory(tmp_path):
+    experiments = tmp_path / "experiments"
+    experiments.mkdir()
+    shutil.copy(ROOT / "experiments" / "simplex.toml", experiments)
+    assert main(["reproduce", "--quick", "--experiments", str(experiments), "--results", str(tmp_path / "r")]) == 0
+    assert study.has_ink(tmp_path / "r" / "figures" / "simplex.png")
