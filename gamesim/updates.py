@@ -146,7 +146,9 @@ def ipo_md_update(log_pi, A, log_ref, eta, tau, beta):
     the negative gradient of the IPO loss (target (P(y ≻ y') − 1/2)/τ) on pairs y, y' ~ π'_t,
     which is (4/τ)·this direction: SGD with learning rate lr is η = 4 lr/τ (derived; tested with
     autodiff). Its stationary point is eq. 13's π ∝ π_ref exp(P(y ≻ (π)^{1−β} π_ref^β)/τ).
-    β = 0 is online IPO (eq. 11), whose stationary point is π*_τ (Prop. 4.1). Valid for η > 0.
+    β = 0 is online IPO (eq. 11), whose stationary point is π*_τ (Prop. 4.1); β = 1 samples both
+    responses from π_ref, which is offline IPO (eq. 10) with μ = π_ref, whose optimum is
+    π ∝ π_ref exp(P(y ≻ π_ref)/τ). Valid for η > 0.
     """
     log_opponent = _geometric_mixture(log_pi, log_ref, beta)
     opponent = jnp.exp(log_opponent)

@@ -260,3 +260,36 @@ def test_nash_md_mixture_off_the_paper_never_takes_the_numba_chain():
     assert engine.choose_backend("auto", alg, game, **common, params=[{"mix_ratio": 0.5}]) == "jax"
     with pytest.raises(GamesimError, match="no numba path"):
         engine.choose_backend("numba", alg, game, **common, params=[{"mix_ratio": 1.0}, {"mix_ratio": 0.5}])
+
+
+def _offline_ipo_eq10(theta, log_ref, P, tau):
+    """Offline IPO's loss (Calandriello et al. 2024, eq. 10), transcribed: pairs y, y' ~ μ = π_ref, the
+    winner y_w is y with probability P(y ≻ y'), loss (log(π(y_w)π_ref(y_l) / (π(y_l)π_ref(y_w))) − τ⁻¹/2)²."""
+    h = jax.nn.log_softmax(theta) - log_ref
+    h = h[:, None] - h[None, :]  # h[y, y']: y wins
+    mu = jnp.exp(log_ref)
+    expected = P * (h - 1 / (2 * tau)) ** 2 + P.T * (h.T - 1 / (2 * tau)) ** 2
+    return mu @ expected @ mu
+
+
+def test_offline_ipo_is_ipo_md_at_beta_one():
+    """Offline IPO from μ = π_ref is IPO-MD at β = 1 (both responses from π_ref^1): SGD at lr on eq. 10
+    is `ipo-md` with β = 1, η = 4 lr/τ (20 steps, to 1e-12), and eq. 10's optimum
+    π ∝ π_ref exp(P(y ≻ π_ref)/τ), the point experiments/calandriello.toml draws, is its fixed point,
+    which online IPO (β = 0) leaves."""
+    game = load_game("random:n=10,seed=3,ref_seed=103")
+    P, log_ref = np.asarray(game.P), np.log(game.reference)
+    tau, lr = 0.2, 0.05
+    theta, expected = jnp.zeros(game.n), []
+    for _ in range(20):
+        theta = theta - lr * jax.grad(_offline_ipo_eq10)(theta, log_ref, P, tau)
+        expected.append(np.asarray(jax.nn.softmax(theta)))
+    traj = simulate(game, "ipo-md", eta=4 * lr / tau, tau=tau, beta=1.0, init="uniform", iterations=20)
+    np.testing.assert_allclose(traj.policies[1:], expected, rtol=0, atol=1e-12)
+    optimum = normalize(game.reference * np.exp(P @ game.reference / tau))
+    for beta, moves in ((1.0, False), (0.0, True)):
+        traj = simulate(game, "ipo-md", eta=4 * lr / tau, tau=tau, beta=beta, init=optimum, iterations=20)
+        assert (np.abs(traj.policies[-1] - optimum).max() > 1e-3) == moves
+        if not moves:
+            np.testing.assert_allclose(traj.policies, np.broadcast_to(optimum, traj.policies.shape),
+                                       rtol=0, atol=1e-13)
