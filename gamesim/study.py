@@ -15,7 +15,9 @@ recorded policies. `skip_invalid = true` leaves runs outside an algorithm's vali
 (e.g. ητ > 1) as NaN and lists them in the provenance instead of stopping. A `[quick]` table
 overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`. `mode = "lm"`
 runs the group in transformer mode (`lm.run`, keys LM_KEYS, games `sequence:…`): the same game
-as a tabular group on that spec, with the language model in place of the table.
+as a tabular group on that spec, with the language model in place of the table. `mode = "mlp"`
+runs EGPO's neural-policy study (`mlp.run`, keys MLP_KEYS, algorithms `algorithms.EGPO_METHODS`,
+tau its β): each seed one network shared by the group's games, one run per game.
 
 A cell, the unit of work and of caching, is one `simulate_batch` over all games of one shape ×
 seeds for one point of the other axes. Each cell is saved atomically under
@@ -52,6 +54,10 @@ RUN_KEYS = AXIS_KEYS + ("record_every", "records", "init", "schedule", "feedback
 LM_KEYS = AXIS_KEYS + ("record_every", "records", "metrics", "skip_invalid", "per_algorithm", "mode", "pairs",
                        "steps", "lr")
 """The keys of a `mode = "lm"` group (transformer mode, `lm`): its games are `sequence` games."""
+MLP_PARAMS = ("hidden", "depth")
+MLP_KEYS = ("games", "algorithms", "tau", "iterations", "seeds", "record_every", "records", "metrics", "skip_invalid",
+            "mode", "lr") + MLP_PARAMS
+"""The keys of a `mode = "mlp"` group (EGPO's neural policy, `mlp.run`): tau is EGPO's β."""
 SAMPLED_PARAMS = ("lr", "flip", "position_bias")
 SPEC_KEYS = ("title", "caption", "layout", "panel_size", "defaults", "group", "panel", "quick", "plugins")
 AXIS_NAMES = {"games": "game", "algorithms": "algorithm", "seeds": "seed"}
@@ -62,7 +68,7 @@ def _hyperparameter_keys() -> tuple:
     from .engine import SAMPLING_OPTIONS
 
     names = {k for a in ALGORITHMS.values() for k in a.params}
-    return tuple(sorted(names)) + SAMPLING_OPTIONS + SAMPLED_PARAMS
+    return tuple(sorted(names)) + SAMPLING_OPTIONS + SAMPLED_PARAMS + MLP_PARAMS
 
 
 def check_name(name, what: str) -> None:
@@ -223,9 +229,24 @@ def _group(name: str, table: dict, where: str) -> Group:
             table[key] = [table[key]]
     if isinstance(table.get("init"), list) and table["init"] and isinstance(table["init"][0], (int, float)):
         table["init"] = tuple(table["init"])  # a policy, not an axis
-    if table.get("mode", "tabular") not in ("tabular", "lm"):
-        raise GamesimError(f"{where}: mode is 'tabular' (the default) or 'lm' (transformer mode), "
-                           f"not {table['mode']!r}")
+    if table.get("mode", "tabular") not in ("tabular", "lm", "mlp"):
+        raise GamesimError(f"{where}: mode is 'tabular' (the default), 'lm' (transformer mode) or 'mlp' "
+                           f"(EGPO's neural policy), not {table['mode']!r}")
+    valid_algorithms = ALGORITHMS
+    if table.get("mode") == "mlp":
+        from .algorithms import EGPO_METHODS
+        from .mlp import METRICS as MLP_METRICS, check_games
+
+        check_keys(table, MLP_KEYS, f"key in {where} (a mode = 'mlp' group)")
+        for key in ("lr", "tau"):
+            if key not in table:
+                raise GamesimError(f"{where}: a mode = 'mlp' group needs {key!r} (EGPO's exact neural runs: "
+                                   "lr = 0.003, tau = 0.01)")
+        if policies or per_algorithm:
+            raise GamesimError(f"{where}: a mode = 'mlp' group takes neither policies nor per_algorithm")
+        check_keys(metrics or [], MLP_METRICS, f"metric in {where} (a mode = 'mlp' group)")
+        check_games(table["games"])
+        valid_algorithms = EGPO_METHODS
     lm_mode = table.get("mode") == "lm"
     if lm_mode:
         from .games import parse_spec
@@ -240,7 +261,7 @@ def _group(name: str, table: dict, where: str) -> Group:
                 raise GamesimError(f"{where}: a mode = 'lm' group plays sequence games "
                                    f"(e.g. 'sequence:model=tiny,oracle=bt'), without ref_seed; not {spec!r}")
     for alg in table["algorithms"]:
-        check_keys([alg], list(LM_ALGORITHMS if lm_mode else ALGORITHMS), f"algorithm in {where}")
+        check_keys([alg], list(LM_ALGORITHMS if lm_mode else valid_algorithms), f"algorithm in {where}")
     check_keys(per_algorithm, table["algorithms"], f"per_algorithm entry in {where} (not in its algorithms)")
     for alg, over in per_algorithm.items():
         check_keys(over, RUN_KEYS + _hyperparameter_keys(), f"key in {where} per_algorithm.{alg}")
@@ -326,8 +347,11 @@ def _simulate_cell(cell: Cell, group: Group):
     from .games import load_game
 
     c = dict(cell.config)
-    if c.pop("mode", "tabular") == "lm":
+    mode = c.pop("mode", "tabular")
+    if mode == "lm":
         return _lm_cell(c)
+    if mode == "mlp":
+        return _mlp_cell(c)
     alg = get_algorithm(c.pop("algorithm"))
     games = [load_game(g) for g in c.pop("games")]
     seeds = c.pop("seeds")
@@ -377,6 +401,18 @@ def _lm_cell(c: dict):
     names = [k for k in runs[0] if k not in ("iteration", "params", "interrupted")]
     return Trajectory(runs[0]["iteration"], None, {k: np.stack([r[k] for r in runs]) for k in names}, None,
                       {"mode": "lm"}, None, any(r["interrupted"] for r in runs))
+
+
+def _mlp_cell(c: dict):
+    """A mode = "mlp" cell: `mlp.run` of one EGPO method, each seed one network over the cell's games."""
+    from . import mlp
+
+    T, records = int(c["iterations"]), c.get("records")
+    if records and T % records:
+        raise GamesimError(f"records = {records} must divide iterations = {T}")
+    return mlp.run(c["games"], c["algorithm"], lr=c["lr"], beta=c["tau"], iterations=T, seeds=c["seeds"],
+                   record_every=c.get("record_every") or (T // records if records else 1),
+                   **{k: c[k] for k in MLP_PARAMS if k in c})
 
 
 @dataclass
