@@ -261,6 +261,31 @@ def refreshing(inner):
             "target": "original"}
 
 
+NOISE = Param(0.0, 0.0, 1e3, "standard deviation of the Gaussian noise on each observed payoff (Aπ_t)_y, "
+                             "fresh every step from the run's seed; 0: exact feedback")
+
+
+def _apmd(s, A, log_ref, eta, tau, t, p):
+    """APMD's step with its code's slingshot schedule (algorithms/apmd.py): σ = π_ref at t = 0, set to
+    the pre-step iterate π_t at every t divisible by T_σ (t = 0 included), serving from step t + 1."""
+    log_pi, log_slingshot, key = s
+    scores, key = u.noisy_scores(key, A, log_pi, p["noise"])
+    reset = t % p["refresh_every"] == 0
+    return u.apmd_update(log_pi, log_slingshot, scores, eta, tau), jnp.where(reset, log_pi, log_slingshot), key
+
+
+def _mwu(s, A, log_ref, eta, tau, t, p):
+    """MWU on the observed payoffs: APMD without perturbation (μ = 0), their MD baseline."""
+    scores, key = u.noisy_scores(s[1], A, s[0], p["noise"])
+    return u.apmd_update(s[0], s[0], scores, eta, 0.0), key
+
+
+def _omwu(s, A, log_ref, eta, tau, t, p):
+    scores, key = u.noisy_scores(s[2], A, s[0], p["noise"])
+    log_pi_hat, log_pi = u.optimistic_mwu_update(s[1], scores, eta)
+    return log_pi, log_pi_hat, key
+
+
 MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
                                   "(1: the paper's π^{1−ητ} π_ref^{ητ}; EGPO's code: 1/2)")
 BETA = Param(0.125, 0.0, 1.0, "weight of π_ref in the opponent mixture π^{1−β} π_ref^β")
@@ -317,6 +342,23 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("replicator", lambda s, A, r, eta, tau, t, p: u.replicator_update(s, A, eta),
               "discrete replicator dynamics (Taylor & Jonker 1978)", "von Neumann winner, average iterate",
               kl_bounded=False, eta_below=2.0, target="original", uses_tau=False),
+    Algorithm("mmd-moving-magnet",
+              lambda s, A, r, eta, tau, t, p: u.mmd_moving_magnet_update(s[0], s[1], A, eta, tau, p["magnet_lr"]),
+              "MMD (Sokota et al. 2023) eq. 12, α = τ, magnet moved as in App. H.5: ρ_{t+1} ∝ ρ_t^{1−η̃} π_{t+1}^{η̃}",
+              "von Neumann winner, last iterate (empirically)", init=lambda lp, A, r, key: (lp, jnp.broadcast_to(r, lp.shape)),
+              log_policy=_first, kl_bounded=False, target="original",
+              params={"magnet_lr": Param(0.05, 0.0, 1.0, "η̃: weight of π_{t+1} in the magnet's geometric step")}),
+    Algorithm("apmd", _apmd, "APMD (Abe et al. 2024), G = KL, as its code runs it; η = 2η_APMD, τ = μ/2",
+              "von Neumann winner, last iterate; with noisy feedback a neighbourhood of it, smaller for smaller η",
+              init=lambda lp, A, r, key: (lp, jnp.broadcast_to(r, lp.shape), key), log_policy=_first, target="original",
+              params={"refresh_every": Param(100, 1, 1e12, "T_σ: iterations between slingshot resets", integer=True),
+                      "noise": NOISE}),
+    Algorithm("mwu", _mwu, "MWU, Abe et al.'s (2024) baseline (their MD, entropy), on observed payoffs",
+              "von Neumann winner, average iterate only", init=lambda lp, A, r, key: (lp, key), log_policy=_first,
+              params={"noise": NOISE}, kl_bounded=False, target="original", uses_tau=False),
+    Algorithm("omwu", _omwu, "optimistic MWU, Abe et al.'s (2024) baseline (their OMD, entropy), two-sequence form",
+              "von Neumann winner, last iterate with exact feedback", init=lambda lp, A, r, key: (lp, lp, key),
+              log_policy=_first, params={"noise": NOISE}, kl_bounded=False, target="original", uses_tau=False),
 ]}
 
 

@@ -18,8 +18,11 @@ HYPERPARAMETERS = {
     "beta": (float, "ipo-md, nash-md-pg: weight of pi_ref in the opponent mixture (default 0.125)"),
     "mix_ratio": (float, "nash-md: weight of pi_ref in the opponent mixture as a multiple of eta*tau "
                          "(default 1, the paper's; EGPO's code: 0.5)"),
-    "refresh_every": (int, "mpo, comal: iterations between magnet resets (default 200)"),
+    "refresh_every": (int, "mpo, comal: iterations between magnet resets (default 200); apmd: T_sigma, "
+                           "between slingshot resets (default 100)"),
     "refresh_gap": (float, "mpo, comal: reset sooner once the inner duality gap is below this"),
+    "noise": (float, "apmd, mwu, omwu: std of the Gaussian noise on each observed payoff (default 0: exact)"),
+    "magnet_lr": (float, "mmd-moving-magnet: weight of the new policy in the magnet's geometric step (default 0.05)"),
     "lr": (float, "sampled feedback, --fit sgd/adam: the optimizer's learning rate (default 0.1)"),
     "flip": (float, "sampled feedback: probability that the oracle's answer is flipped (default 0)"),
     "position_bias": (float, "sampled feedback: added to P(first response wins) (default 0)"),

@@ -541,6 +541,10 @@ BUILTINS: dict[str, Builtin] = {
     "cycle3": Builtin(lambda: cycle3(), {},
                       "COMAL's 3-cycle (Liu et al. 2024); equilibrium (4/11, 3/11, 4/11)"),
     "biased_rps": Builtin(lambda: biased_rps(), {}, "biased RPS; equilibrium (1/16, 10/16, 5/16)"),
+    "abe_biased_rps": Builtin(lambda: from_payoff([[0, -1, 3], [1, 0, -1], [-3, 1, 0]], names=("rock", "paper", "scissors"),
+                                                  label="abe_biased_rps"), {},
+                              "the biased RPS of M2WU and APMD (Abe et al. 2023, 2024), payoff [[0,−1,3],[1,0,−1],[−3,1,0]]/3; "
+                              "equilibrium (1/5, 3/5, 1/5)"),
     "perturbed_rps": Builtin(lambda: perturbed_rps(), {},
                              "MMD's perturbed RPS (Sokota et al. 2023); equilibrium (1/7, 3/7, 3/7)"),
     "kuhn": Builtin(lambda **kw: kuhn(**kw), {"strategies": "reduced"},

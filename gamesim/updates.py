@@ -231,3 +231,59 @@ def replicator_update(log_pi, A, eta):
     Valid for 0 < η < 2, which keeps every factor positive (|Aπ| ≤ 1/2).
     """
     return log_softmax(log_pi + jnp.log1p(eta * matvec(A, jnp.exp(log_pi))), axis=-1)
+
+
+def mmd_moving_magnet_update(log_pi, log_magnet, A, eta, alpha, magnet_rate):
+    r"""MMD with a moving magnet (Sokota et al. 2023, App. H.5: Nash equilibria by moving the magnet):
+    the MMD step (eq. 12, `mmd_update`) towards ρ_t, then the magnet's geometric step
+
+        ρ_{t+1} ∝ ρ_t^{1−η̃} π_{t+1}^{η̃},   η̃ the magnet's step size (their `mag_lr`),
+
+    as their extensive-form learner does it (`ssokota/mmd`, mmd/efg/learners.py, the code of their
+    moving-magnet runs: α = 1, η = 0.1, η̃ = 0.05); their normal-form learner (mmd/nfg/learners.py)
+    mixes in π_t instead, a variant they never run with η̃ > 0. Learning-rate convention as in the
+    paper. Returns (log π_{t+1}, log ρ_{t+1}). Valid for η > 0, α ≥ 0, 0 ≤ η̃ ≤ 1.
+    """
+    log_pi = mmd_update(log_pi, A, log_magnet, eta, alpha)
+    return log_pi, _geometric_mixture(log_magnet, log_pi, magnet_rate)
+
+
+def noisy_scores(key_data, A, log_pi, noise):
+    r"""Noisy feedback: the payoff vector Aπ_t observed with additive Gaussian noise ξ_t ~ N(0, noise² I)
+    (per context), fresh at every step, as in Abe et al.'s experiments (ICML 2024, "noisy feedback":
+    their code adds N(0, 0.1²) to each player's payoff vector; M2WU, Abe et al. 2023, the same).
+    noise = 0 is exact feedback. `key_data` is the run's PRNG key (raw); returns (Aπ_t + ξ_t, next key).
+    """
+    key, sub = jax.random.split(jax.random.wrap_key_data(key_data))
+    scores = matvec(A, jnp.exp(log_pi))
+    return scores + noise * jax.random.normal(sub, scores.shape, scores.dtype), jax.random.key_data(key)
+
+
+def apmd_update(log_pi, log_slingshot, scores, eta, tau):
+    r"""Adaptively perturbed mirror descent (APMD; Abe, Ariu, Sakamoto & Iwasaki, ICML 2024) with the
+    entropy regularizer and the KL perturbation G = KL(·‖σ), as their code runs it
+    (`CyberAgentAILab/adaptively-perturbed-md`, algorithms/apmd.py and md.py), learning-rate convention:
+
+        π_{t+1} ∝ π_t exp(η_APMD [q_t − μ(log(π_t/σ) + 1)]),   q_t the observed payoff vector,
+
+    i.e. log π_{t+1} = (1 − ητ) log π_t + ητ log σ + η·scores − log Z: KL-regularized OMD (`omd_update`)
+    towards the slingshot σ instead of π_ref, on given (possibly noisy) scores. With payoffs M in
+    [−1, 1] and gamesim's A = M/2 (P = (1 + M)/2), η·Aπ = η_APMD·Mπ and ητ = η_APMD·μ, so
+    η = 2η_APMD, τ = μ/2 (noise: σ = σ_APMD/2). The slingshot's resets are the caller's. Valid for
+    η > 0, 0 ≤ ητ ≤ 1.
+    """
+    return _mirror(log_pi, log_slingshot, eta, tau, scores)
+
+
+def optimistic_mwu_update(log_pi_hat, scores, eta):
+    r"""Optimistic MWU in the two-sequence form of Abe et al.'s baseline (`CyberAgentAILab/
+    adaptively-perturbed-md`, algorithms/omd.py, entropy regularizer), q_t the payoff vector at π_t:
+
+        π̂_{t+1} ∝ π̂_t exp(η q_t),   π_{t+1} ∝ π̂_{t+1} exp(η q_t),   π̂_0 = π_0.
+
+    For t ≥ 1 this is log π_{t+1} = log π_t + η(2q_t − q_{t−1}) − log Z, `optimistic_omd_update` at
+    τ = 0; its first step is π_1 ∝ π_0 exp(2ηq_0) (optimistic_omd_update's: π_0 exp(ηq_0)).
+    Returns (log π̂_{t+1}, log π_{t+1}). Valid for η > 0.
+    """
+    log_pi_hat = log_softmax(log_pi_hat + eta * scores, axis=-1)
+    return log_pi_hat, log_softmax(log_pi_hat + eta * scores, axis=-1)

@@ -108,7 +108,7 @@ def test_unknown_algorithm_suggests():
     assert set(BUILTIN) <= set(ALGORITHMS)
     assert set(BUILTIN) == {"omd", "inpo", "nash-md", "sppo", "optimistic-omd", "extragradient", "mmd", "mpo", "comal",
                             "online-ipo", "ipo-md", "nash-md-pg", "iterative-dpo", "iterative-ipo", "dno",
-                            "fictitious-play", "replicator"}
+                            "fictitious-play", "replicator", "mmd-moving-magnet", "apmd", "mwu", "omwu"}
 
 
 # --- losses ---------------------------------------------------------------------------------------
@@ -293,3 +293,71 @@ def test_offline_ipo_is_ipo_md_at_beta_one():
         if not moves:
             np.testing.assert_allclose(traj.policies, np.broadcast_to(optimum, traj.policies.shape),
                                        rtol=0, atol=1e-13)
+
+
+def _abe_code(name, pi0, M, lr, mu, freq, draws):
+    """Abe et al.'s learners as their code runs them (`CyberAgentAILab/adaptively-perturbed-md`,
+    algorithms/md.py, omd.py, apmd.py with the entropy regularizer and G = KL), transcribed for one
+    player of a symmetric game, payoffs q_t = Mπ_t + draws[t]; the slingshot starts uniform."""
+    strategy, hat, sling, n, out = pi0, pi0, np.ones_like(pi0) / len(pi0), 0, []
+    for noise in draws:
+        grad = M @ strategy + noise
+        if name == "apmd":
+            grad = grad - mu * (np.log(strategy / sling) + 1)
+            if n % freq == 0:
+                n, sling = 0, strategy.copy()
+        if name == "omwu":
+            hat = normalize(hat * np.exp(lr * grad))
+            strategy = normalize(hat * np.exp(lr * grad))
+        else:
+            strategy = normalize(strategy * np.exp(lr * grad))
+        n += 1
+        out.append(strategy)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("name", ["apmd", "mwu", "omwu"])
+@pytest.mark.parametrize("noise", [0.0, 0.1])
+def test_abe_et_al_learners_follow_their_code(name, noise):
+    """`apmd`, `mwu`, `omwu` at gamesim's η = 2η_APMD, τ = μ/2 and noise σ_APMD/2 (A = M/2 on payoffs in
+    [−1, 1]) are APMD's code at (η_APMD, μ, σ_APMD), slingshot schedule and OMD's first step included,
+    with the noise drawn as the engine draws it (one N(0, 1) vector per step from the run's key)."""
+    game, T, seed, freq = load_game("abe_biased_rps"), 60, 3, 7
+    M = 2 * (np.asarray(game.P) - 0.5)
+    np.testing.assert_allclose(M, np.array([[0, -1, 3], [1, 0, -1], [-3, 1, 0]]) / 3, atol=1e-15)  # their game
+    pi0 = normalize(np.random.default_rng(0).exponential(size=3))  # their random init
+    key, draws = jax.random.key(seed), []
+    for _ in range(T):
+        key, sub = jax.random.split(key)
+        draws.append(noise * np.asarray(jax.random.normal(sub, (1, 3), jnp.float64))[0])
+    lr, mu = 0.1, 0.1
+    params = {"noise": noise / 2} | ({"refresh_every": freq} if name == "apmd" else {})
+    traj = simulate(game, name, eta=2 * lr, tau=mu / 2 if name == "apmd" else 0.0, iterations=T, init=pi0,
+                    seed=seed, **params)
+    expected = _abe_code(name, pi0, M, lr, mu, freq, draws)
+    np.testing.assert_allclose(traj.policies[1:], expected, atol=1e-12, rtol=0)
+    if name == "apmd":  # the reset timing matters: COMAL's (magnet := π_{t+1} after step t) is another method
+        comal = simulate(game, "comal", eta=2 * lr, tau=mu / 2, iterations=T, init=pi0, refresh_every=freq)
+        assert noise or np.abs(comal.policies[1:] - expected).max() > 1e-6
+
+
+@pytest.mark.parametrize("name, lr, temp, mag_lr", [("mmd", 0.1, 0.1, 0.0), ("mmd-moving-magnet", 0.1, 1.0, 0.05)])
+def test_mmd_follows_mmds_code(name, lr, temp, mag_lr):
+    """`mmd` and `mmd-moving-magnet` are MMD's two-player simultaneous learner (`ssokota/mmd`: the
+    normal-form game and update of mmd/nfg, perturbed RPS min-max normalized, uniform start and
+    magnet) at the settings of its QRE example (η = α) and of its moving-magnet runs (α = 1, η = 0.1,
+    η̃ = 0.05, magnet step of mmd/efg/learners.py: ρ ∝ ρ^{1−η̃} π_{t+1}^{η̃}): both players' policies
+    are gamesim's self-play policy."""
+    raw = np.array([[0, -3, 3], [3, 0, -1], [-3, 1, 0]], float)
+    table = (raw - raw.min()) / (raw.max() - raw.min())
+    T = 200
+    pols, mags = [np.ones(3) / 3] * 2, [np.ones(3) / 3] * 2
+    params = {"magnet_lr": mag_lr} if name == "mmd-moving-magnet" else {}
+    traj = simulate("perturbed_rps", name, eta=lr, tau=temp, iterations=T, init="uniform", **params)
+    for t in range(T):
+        payoffs = [table @ pols[1], -pols[0] @ table]
+        pols = [normalize((p * np.exp(lr * q) * m ** (lr * temp)) ** (1 / (1 + lr * temp)))
+                for p, q, m in zip(pols, payoffs, mags)]
+        mags = [normalize(m ** (1 - mag_lr) * p ** mag_lr) for m, p in zip(mags, pols)]
+        for p in pols:
+            np.testing.assert_allclose(traj.policies[t + 1], p, atol=1e-12, rtol=0)

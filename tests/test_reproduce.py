@@ -15,7 +15,8 @@ from gamesim.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p.stem for p in (ROOT / "experiments").glob("*.toml"))
-EXPECTED = {"bandit_gap", "calandriello", "comal", "cycling", "egpo", "egpo_neural", "egpo_sampled", "heatmap", "inpo_theory", "kuhn", "mmd", "simplex",
+EXPECTED = {"apmd", "bandit_gap", "calandriello", "comal", "cycling", "egpo", "egpo_neural", "egpo_sampled", "heatmap",
+            "inpo_theory", "kuhn", "mmd", "omwu_nlhf", "simplex",
             "transformer", "transitive"}
 
 
