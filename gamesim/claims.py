@@ -249,8 +249,9 @@ def linear_convergence(ctx: Context, name: str, *, eta, tau, limit, label: str, 
     pi_hat = game.stack_policy(limit)
     fixed_state = np.log(pi_hat) if fixed_state is None else fixed_state
     states = states or (lambda p: np.log(p).reshape(len(p), -1))
-    rho, left = theory.local_rate(ctx.reference(name).step, fixed_state, game.payoff, np.log(game.stacked_reference),
-                                  eta, tau, params)
+    reference = ctx.reference(name)
+    rho, left = theory.local_rate(reference.step, fixed_state, game.payoff, np.log(game.stacked_reference),
+                                  eta, tau, reference.resolve_params(params or {}))
     fixed = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(fixed_state)])  # ravel_pytree's order
     alg = ctx.algorithm(name)
     pi0 = np.exp(initial_policy(game, alg.default_init if init is None else init, 0))

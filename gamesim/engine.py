@@ -33,7 +33,10 @@ from .equilibria import check_tau, solve
 from .errors import GamesimError
 from .games import PreferenceGame, load_game
 from .guards import check_iterations, confirm, progress_bar, run_estimate
-from .metrics import METRICS
+from .metrics import BEST, METRICS, best_so_far
+
+RECORDED = [name for name in METRICS if name not in BEST]
+"""The metrics computed at each record (the best-iterate ones are running minima of these)."""
 
 CHUNK_WORK = 2e9
 """Target floating-point work of one compiled chunk (≈ a second): the progress and interrupt grain."""
@@ -303,7 +306,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         AT = np.ascontiguousarray(np.swapaxes(A if not shared else A[None], -1, -2))
         carry = numba_engine.start(log_pi0, log_ref_g) if resume_from is None else list(resume_from.state)
         if resume_from is None:
-            records.append(_replay(alg, shared, [x[:, None] for x in carry[:5]], consts, hyper))
+            records.append(_replay(alg, shared, [x[:, None] for x in carry[:6]], consts, hyper))
 
         def advance(state, r):
             state, stored = numba_engine.advance(numba_chain(alg), state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
@@ -335,7 +338,8 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         state = chunks[-1][0] if chunks else carry
         parts = records + [out for _, out in chunks]
         metrics = {name: np.concatenate([m[name] for m, _ in parts], axis=1).astype(np.float64)
-                   for name in [*METRICS, *(["dueling_regret"] if sampled else [])]}
+                   for name in [*RECORDED, *(["dueling_regret"] if sampled else [])]}
+        metrics = best_so_far(metrics)  # over every record, a resumed run's earlier ones included
         policies = np.concatenate([p for _, p in parts], axis=1).astype(np.float64)
         if not games[0].contextual:
             policies = policies[..., 0, :]
@@ -547,9 +551,10 @@ def _per_run(init, step, log_policy):
         log_pi = log_policy(state)
         return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn), jnp.exp(log_pi)
 
-    def snapshots(log_pi, plays, sum_pi, sum_kl_ref, sum_log_ratio, consts, hyper):
+    def snapshots(log_pi, plays, sum_pi, sum_kl_ref, sum_log_ratio, sum_weighted_pi, consts, hyper):
         """The records of the numba path's stored states (mirror chains: the state is log π)."""
-        return snapshot(log_pi, Accumulators(plays, sum_pi, sum_kl_ref, sum_log_ratio), consts, hyper)
+        return snapshot(log_pi, Accumulators(plays, sum_pi, sum_kl_ref, sum_log_ratio, sum_weighted_pi),
+                        consts, hyper)
 
     def start(consts, hyper, log_pi0, key):
         A, log_ref = consts
@@ -612,7 +617,7 @@ def _snapshots(alg: Algorithm, shared: bool):
     game_axis = None if shared else 0
 
     def build(pieces):
-        over_records = jax.vmap(pieces[2], in_axes=(0, 0, 0, 0, 0, None, None))
-        return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, (game_axis, game_axis), 0)))
+        over_records = jax.vmap(pieces[2], in_axes=(0, 0, 0, 0, 0, 0, None, None))
+        return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, 0, (game_axis, game_axis), 0)))
 
     return _compiled(alg, ("snapshots", shared), build)

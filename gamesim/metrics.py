@@ -25,6 +25,15 @@ from πᵀPπ = 1/2. Jensen on the KL term gives DualGap_τ(π̄_T) ≤ 2 Regret
 The linearized regret of INPO Lemma 2 uses the gradients g_s = −Pπ_s + τ(log(π_s/π_ref) + 1):
 Σ_s ⟨g_s, π_s⟩ − min_π Σ_s ⟨g_s, π⟩, which bounds the regret against any comparator, π*_τ included.
 
+Iterates as the field reports them (e.g. LiteEFG): the last π_t, the uniform average
+π̄_t = Σ_{s≤t} π_s/(t + 1), the linearly weighted average π̃_t = Σ_{s≤t} (s + 1)π_s / ((t + 1)(t + 2)/2)
+(CFR+'s averaging), and the best iterate so far, the smallest gap among the records up to t
+(so it depends on record_every, as any evaluated best iterate does).
+
+Metrics that are ≥ 0 in exact arithmetic (`NONNEGATIVE`: gaps, KLs, regrets) can come out a
+rounding error below 0 (−1e-17 for a gap at its equilibrium); they are clipped at 0, so a log
+axis never loses a point to rounding.
+
 Everything here is a pure jax.numpy function of (C, n) stacks, traced inside the engine's loop.
 """
 
@@ -41,6 +50,10 @@ METRICS = {
     "gap_reg_avg": "duality gap of the τ-regularized game, uniform average of π_0..π_t",
     "gap": "duality gap of the original game (τ = 0), last iterate: 2 max_y P(y ≻ π_t) − 1",
     "gap_avg": "duality gap of the original game, uniform average of π_0..π_t",
+    "gap_reg_wavg": "duality gap of the τ-regularized game, linearly weighted average Σ (s+1)π_s / Σ (s+1)",
+    "gap_wavg": "duality gap of the original game, linearly weighted average of π_0..π_t",
+    "gap_reg_best": "the smallest gap_reg among the records so far (the best iterate, as evaluated)",
+    "gap_best": "the smallest gap among the records so far (the best iterate, as evaluated)",
     "kl_to_eq": "KL(π*‖π_t), π* = solve(game, τ) (the max-support von Neumann winner at τ = 0)",
     "kl_to_ref": "KL(π_t‖π_ref)",
     "regret": "external regret of the self-play learner over π_0..π_t, best fixed policy in hindsight, KL included",
@@ -50,6 +63,14 @@ METRICS = {
     "support": "number of responses with π_t(y) ≥ 1e-9",
 }
 """Metric name → definition; the names are the columns of `metrics.csv` and `Trajectory.metrics`."""
+
+BEST = {"gap_reg_best": "gap_reg", "gap_best": "gap"}
+"""The best-iterate metrics and the recorded metric each is the running minimum of (`best_so_far`)."""
+
+NONNEGATIVE = frozenset({"gap_reg", "gap_reg_avg", "gap", "gap_avg", "gap_reg_wavg", "gap_wavg", "gap_reg_best",
+                         "gap_best", "kl_to_eq", "kl_to_ref", "regret", "linear_regret", "dueling_regret"})
+"""Metrics ≥ 0 in exact arithmetic (regrets by INPO Thm. 3's Jensen step and symmetry; the dueling
+regret because (Aπ_vN)_y ≤ 0), clipped at 0 against rounding."""
 
 SAMPLED_METRICS = {
     "dueling_regret": "Σ_{s≤t} [P(π_vN ≻ π_s) − 1/2], π_vN the von Neumann winner (dueling-bandit regret)",
@@ -64,9 +85,9 @@ def matvec(A, pi):
 
 
 def kl(log_p, log_q):
-    """KL(p‖q) over the last axis, from log-probabilities; 0·log 0 = 0."""
+    """KL(p‖q) over the last axis, from log-probabilities; 0·log 0 = 0; clipped at 0 (rounding)."""
     p = jnp.exp(log_p)
-    return jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1)
+    return jnp.maximum(jnp.sum(jnp.where(p > 0, p * (log_p - log_q), 0.0), axis=-1), 0.0)
 
 
 def duality_gaps(A, log_ref, log_pi, tau):
@@ -76,7 +97,7 @@ def duality_gaps(A, log_ref, log_pi, tau):
     positive = tau > 0
     safe_tau = jnp.where(positive, tau, 1.0)
     regularized = 2 * safe_tau * kl(log_pi, log_softmax(log_ref + Api / safe_tau, axis=-1))
-    return jnp.where(positive, regularized, 2 * jnp.max(Api, axis=-1))
+    return jnp.maximum(jnp.where(positive, regularized, 2 * jnp.max(Api, axis=-1)), 0.0)
 
 
 def duality_gap(game, policy, tau: float = 0.0) -> float:
@@ -105,12 +126,16 @@ class Accumulators(NamedTuple):
     sum_pi: jnp.ndarray  # (C, n): Σ_s π_s
     sum_kl_ref: jnp.ndarray  # (C,): Σ_s KL(π_s‖π_ref)
     sum_log_ratio: jnp.ndarray  # (C, n): Σ_s log(π_s/π_ref)
+    sum_weighted_pi: jnp.ndarray  # (C, n): Σ_s (s + 1) π_s
 
 
 def accumulate(acc: Accumulators | None, log_pi, log_ref) -> Accumulators:
-    """Add π_t to the running sums (start them when `acc` is None)."""
-    new = Accumulators(jnp.ones((), log_pi.dtype), jnp.exp(log_pi), kl(log_pi, log_ref), log_pi - log_ref)
-    return new if acc is None else Accumulators(*(a + b for a, b in zip(acc, new)))
+    """Add π_t, weight t + 1 in the weighted sum, to the running sums (start them when `acc` is None)."""
+    pi = jnp.exp(log_pi)
+    if acc is None:
+        return Accumulators(jnp.ones((), log_pi.dtype), pi, kl(log_pi, log_ref), log_pi - log_ref, pi)
+    return Accumulators(acc.plays + 1, acc.sum_pi + pi, acc.sum_kl_ref + kl(log_pi, log_ref),
+                        acc.sum_log_ratio + (log_pi - log_ref), acc.sum_weighted_pi + (acc.plays + 1) * pi)
 
 
 def _gap_and_value(scores, log_p, p, log_ref, tau):
@@ -130,20 +155,24 @@ def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_
     """Every metric of `METRICS` at the current iterate, ρ-weighted over contexts, and the dueling
     regret when the von Neumann winner π_vN is given.
 
-    Two matrix-vector products per record, Aπ_t and Aπ̄_t: A Σ_s π_s = (t + 1) Aπ̄_t, and by
-    antisymmetry P(π ≻ q) − 1/2 = πᵀAq = −qᵀAπ for the win rates against π_ref and π*.
+    Three matrix-vector products per record, Aπ_t, Aπ̄_t and Aπ̃_t: A Σ_s π_s = (t + 1) Aπ̄_t, and by
+    antisymmetry P(π ≻ q) − 1/2 = πᵀAq = −qᵀAπ for the win rates against π_ref and π*. The
+    best-iterate metrics (`BEST`) are running minima over the records, taken by `best_so_far`.
     """
     T = acc.plays
     pi = jnp.exp(log_pi)
-    avg = acc.sum_pi / T
-    scores, avg_scores = matvec(A, pi), matvec(A, avg)
+    avg, wavg = acc.sum_pi / T, acc.sum_weighted_pi / (T * (T + 1) / 2)
+    scores, avg_scores, wavg_scores = matvec(A, pi), matvec(A, avg), matvec(A, wavg)
     gap_reg, _ = _gap_and_value(scores, log_pi, pi, log_ref, tau)
     gap_reg_avg, value_avg = _gap_and_value(avg_scores, jnp.log(avg), avg, log_ref, tau)
+    gap_reg_wavg, _ = _gap_and_value(wavg_scores, jnp.log(wavg), wavg, log_ref, tau)
     per_context = {
         "gap_reg": gap_reg,
         "gap_reg_avg": gap_reg_avg,
         "gap": 2 * jnp.max(scores, axis=-1),
         "gap_avg": 2 * jnp.max(avg_scores, axis=-1),
+        "gap_reg_wavg": gap_reg_wavg,
+        "gap_wavg": 2 * jnp.max(wavg_scores, axis=-1),
         "kl_to_eq": kl(log_pi_star, log_pi),
         "kl_to_ref": kl(log_pi, log_ref),
         "regret": T * value_avg + tau * acc.sum_kl_ref,
@@ -154,4 +183,14 @@ def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_
     }
     if pi_vn is not None:
         per_context["dueling_regret"] = T * jnp.sum(pi_vn * avg_scores, axis=-1)
-    return {name: jnp.dot(weights, value) for name, value in per_context.items()}
+    out = {name: jnp.dot(weights, value) for name, value in per_context.items()}
+    return {name: jnp.maximum(v, 0.0) if name in NONNEGATIVE else v for name, v in out.items()}
+
+
+def best_so_far(metrics: dict) -> dict:
+    """`metrics` (arrays whose last axis is every record from π_0 on) with the best-iterate metrics
+    added: the running minimum of each `BEST` source over the records."""
+    import numpy as np
+
+    return {**metrics, **{name: np.minimum.accumulate(np.asarray(metrics[source]), axis=-1)
+                          for name, source in BEST.items()}}

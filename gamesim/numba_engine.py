@@ -67,21 +67,23 @@ def _scores_into(scores, AT, p):
 
 
 @numba.njit(cache=True)
-def _accumulate(sum_pi, sum_log_ratio, log_pi, p, log_ref):
-    """Σπ += π, Σlog(π/π_ref) += log(π/π_ref) in place; returns KL(π‖π_ref) (`metrics.accumulate`)."""
+def _accumulate(sum_pi, sum_log_ratio, sum_weighted_pi, weight, log_pi, p, log_ref):
+    """Σπ += π, Σlog(π/π_ref) += log(π/π_ref), Σwπ += weight·π in place; returns KL(π‖π_ref),
+    clipped at 0 (`metrics.accumulate`)."""
     kl = 0.0
     for i in range(log_pi.shape[0]):
         d = log_pi[i] - log_ref[i]
         sum_pi[i] += p[i]
         sum_log_ratio[i] += d
+        sum_weighted_pi[i] += weight * p[i]
         if p[i] > 0:
             kl += p[i] * d
-    return kl
+    return max(kl, 0.0)
 
 
 @numba.njit(cache=True, parallel=True)
-def _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, t, AT, log_ref, game, eta0, decay, tau, mix, regularized, k,
-             out_log_pi, out_sum_pi, out_sum_kl, out_sum_log_ratio):
+def _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t, AT, log_ref, game, eta0, decay, tau, mix,
+             regularized, k, out_log_pi, out_sum_pi, out_sum_kl, out_sum_log_ratio, out_sum_weighted_pi):
     """Advance the B runs' (B, C, n) policies and running sums in place by R records of k steps
     (R = out_log_pi.shape[1]), writing their values at each record to out_*. Contexts are
     independent games, so each (run, context) goes to completion on one thread in its own arrays.
@@ -93,6 +95,7 @@ def _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, t, AT, log_ref, game, eta0, 
         b, c = q // C, q % C
         A_T, ref = AT[game[b], c], log_ref[game[b], c]
         lp, s_pi, s_log, s_kl = log_pi[b, c].copy(), sum_pi[b, c].copy(), sum_log_ratio[b, c].copy(), sum_kl[b, c]
+        s_wpi = sum_weighted_pi[b, c].copy()
         p = np.exp(lp)
         mixed, p_mixed, scores, zeros = np.empty(n), np.empty(n), np.empty(n), np.zeros(n)
         step_tau = tau[b] if regularized else 0.0
@@ -107,44 +110,45 @@ def _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, t, AT, log_ref, game, eta0, 
                 else:
                     _scores_into(scores, A_T, p)
                     _mirror_into(lp, p, lp, ref, scores, eta, step_tau)
-                s_kl += _accumulate(s_pi, s_log, lp, p, ref)
+                s_kl += _accumulate(s_pi, s_log, s_wpi, steps + 2.0, lp, p, ref)  # π_{s+1} weighs s + 2
                 steps += 1
             out_log_pi[b, r, c], out_sum_pi[b, r, c] = lp, s_pi
-            out_sum_kl[b, r, c], out_sum_log_ratio[b, r, c] = s_kl, s_log
+            out_sum_kl[b, r, c], out_sum_log_ratio[b, r, c], out_sum_weighted_pi[b, r, c] = s_kl, s_log, s_wpi
         log_pi[b, c], sum_pi[b, c], sum_kl[b, c], sum_log_ratio[b, c] = lp, s_pi, s_kl, s_log
+        sum_weighted_pi[b, c] = s_wpi
 
 
 @numba.njit(cache=True)
-def _start(log_pi, log_ref, game, sum_pi, sum_kl, sum_log_ratio):
-    """The running sums of π_0 alone, into the zeroed sum_*."""
+def _start(log_pi, log_ref, game, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi):
+    """The running sums of π_0 alone (weight 1), into the zeroed sum_*."""
     B, C, _ = log_pi.shape
     for b in range(B):
         for c in range(C):
-            sum_kl[b, c] = _accumulate(sum_pi[b, c], sum_log_ratio[b, c], log_pi[b, c], np.exp(log_pi[b, c]),
-                                       log_ref[game[b], c])
+            sum_kl[b, c] = _accumulate(sum_pi[b, c], sum_log_ratio[b, c], sum_weighted_pi[b, c], 1.0, log_pi[b, c],
+                                       np.exp(log_pi[b, c]), log_ref[game[b], c])
 
 
 def start(log_pi0: np.ndarray, log_ref: np.ndarray) -> list:
     """The engine state at π_0, (B, C, n) with log_ref (G, C, n): the leaves of the JAX engine's carry,
-    [log π, plays, Σπ, ΣKL(π‖π_ref), Σlog(π/π_ref), t]."""
+    [log π, plays, Σπ, ΣKL(π‖π_ref), Σlog(π/π_ref), Σ(s+1)π_s, t]."""
     B, C, n = log_pi0.shape
     state = [np.array(log_pi0, np.float64), np.ones(B), np.zeros((B, C, n)), np.zeros((B, C)),
-             np.zeros((B, C, n)), np.zeros(B)]
-    _start(state[0], np.asarray(log_ref, np.float64), _game_of_run(B, log_ref), state[2], state[3], state[4])
+             np.zeros((B, C, n)), np.zeros((B, C, n)), np.zeros(B)]
+    _start(state[0], np.asarray(log_ref, np.float64), _game_of_run(B, log_ref), state[2], state[3], state[4], state[5])
     return state
 
 
 def advance(chain: str, state: list, AT, log_ref, eta0, decay, tau, k: int, records: int):
     """`records` records of k steps of the chain from `state` (not modified). Returns the new state
-    and the state at each record, [log π (B, R, C, n), plays (B, R), Σπ, ΣKL (B, R, C), Σlog ratio]."""
-    log_pi, plays, sum_pi, sum_kl, sum_log_ratio, t = (np.array(x, np.float64) for x in state)
+    and the state at each record, [log π (B, R, C, n), plays (B, R), Σπ, ΣKL (B, R, C), Σlog ratio, Σ(s+1)π_s]."""
+    log_pi, plays, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t = (np.array(x, np.float64) for x in state)
     B, C, n = log_pi.shape
     out = [np.empty((B, records, C, n)), np.empty((B, records, C, n)), np.empty((B, records, C)),
-           np.empty((B, records, C, n))]
-    _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, t, AT, log_ref, _game_of_run(B, log_ref), eta0, decay, tau,
-             *CHAINS[chain], k, *out)
+           np.empty((B, records, C, n)), np.empty((B, records, C, n))]
+    _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t, AT, log_ref, _game_of_run(B, log_ref), eta0,
+             decay, tau, *CHAINS[chain], k, *out)
     steps = k * np.arange(1, records + 1)
-    new_state = [log_pi, plays + k * records, sum_pi, sum_kl, sum_log_ratio, t + k * records]
+    new_state = [log_pi, plays + k * records, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t + k * records]
     return new_state, [out[0], plays[:, None] + steps, *out[1:]]
 
 

@@ -5,7 +5,10 @@ A study's `[[panel]]` tables each draw one axes, laid out `layout = [rows, cols]
 
 - kind = "curves": `metric` against x = "iteration" (default) or "queries" (cumulative preference
   queries), one line per value of `hue` (default "algorithm"); the line is the mean over the
-  axes left free (games, seeds), the band their min–max (`spread = "none"` drops it).
+  axes left free (games, seeds), or their median with `center = "median"`; the band their
+  min–max, or their interquartile range with `spread = "quartiles"` (`spread = "none"` drops
+  it). Each algorithm has its own colour, line style and marker, so a line drawn over another
+  stays visible; `labels = { name = "legend text" }` renames hue values (or groups).
 - kind = "final": the metric's last record against x = an axis of the group (e.g. "iterations",
   "pairs") or "queries" (queries per iteration); error bars min–max; `slope = true` fits the
   log-log slope of the mean.
@@ -15,6 +18,9 @@ A study's `[[panel]]` tables each draw one axes, laid out `layout = [rows, cols]
   (runs outside the algorithm's valid range) hatched; `outline = "inpo-theorem4"` outlines the cells
   that meet INPO Theorem 4's condition ητ ≤ 1 and those where its bound is not vacuous (the bounds'
   constants are a priori: `theory.assumption_a_bound`).
+
+On log axes, values below FLOOR (rounding level, exact zeros included) are drawn at FLOOR, so a
+line that reaches its limit ends on the axis instead of vanishing.
 
 Common keys: group (or groups, a list), metric, select = {axis = value | "first" | "last"}, hue,
 hue_symbol (the legend's name for the hue axis),
@@ -36,16 +42,25 @@ import numpy as np
 from .errors import GamesimError
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
-ALGORITHM_STYLE = {  # label, colour, line style: the same in every figure
-    "sppo": ("SPPO (Hedge)", "#E69F00", "-"), "omd": ("OMD", "#0072B2", "-"), "inpo": ("INPO", "#0072B2", "-"),
-    "nash-md": ("Nash-MD", "#009E73", "-"), "nash-md-pg": ("Nash-MD-PG", "#009E73", "--"),
-    "optimistic-omd": ("optimistic OMD", "#CC79A7", "-"), "extragradient": ("extragradient", "#D55E00", "--"),
-    "comal": ("COMAL", "#000000", "-"), "mpo": ("MPO", "#000000", "--"), "mmd": ("MMD", "#0072B2", "-"),
-    "iterative-dpo": ("iterative DPO (BT reward)", "#56B4E9", "-"), "iterative-ipo": ("iterative IPO", "#56B4E9", "--"),
-    "online-ipo": ("online IPO", "#CC79A7", "--"), "ipo-md": ("IPO-MD", "#009E73", ":"),
-    "dno": ("DNO", "#D55E00", "--"), "fictitious-play": ("fictitious play", "#000000", ":"),
-    "replicator": ("replicator", "#E69F00", "--"),
+ALGORITHM_STYLE = {  # label, colour, line style, marker: the same in every figure
+    "sppo": ("SPPO (Hedge)", "#E69F00", "-", "o"), "omd": ("OMD", "#0072B2", "-", "s"),
+    "inpo": ("INPO", "#0072B2", "-", "s"), "nash-md": ("Nash-MD", "#009E73", "-", "^"),
+    "nash-md-pg": ("Nash-MD-PG", "#009E73", "--", "v"), "optimistic-omd": ("optimistic OMD", "#CC79A7", "-", "D"),
+    "extragradient": ("extragradient", "#D55E00", "--", "x"), "comal": ("COMAL", "#000000", "-", "P"),
+    "mpo": ("MPO", "#000000", "--", "*"), "mmd": ("MMD", "#0072B2", "-.", "d"),
+    "iterative-dpo": ("iterative DPO (BT reward)", "#56B4E9", "-", "<"),
+    "iterative-ipo": ("iterative IPO", "#56B4E9", "--", ">"), "online-ipo": ("online IPO", "#CC79A7", "--", "o"),
+    "ipo-md": ("IPO-MD", "#009E73", ":", "h"), "dno": ("DNO", "#D55E00", "--", "p"),
+    "fictitious-play": ("fictitious play", "#000000", ":", "1"), "replicator": ("replicator", "#E69F00", "--", "2"),
+    "mmd-moving-magnet": ("MMD, moving magnet", "#D55E00", "-", "*"), "apmd": ("APMD (slingshot)", "#0072B2", "-", "P"),
+    "mwu": ("MWU", "#E69F00", "-", "o"), "omwu": ("optimistic MWU", "#009E73", "--", "D"),
+    # EGPO's methods by its own names (gamesim.mlp, mode = "mlp")
+    "online-ipo-1": ("Online IPO 1 (OMD)", "#0072B2", "-", "s"), "online-ipo-2": ("Online IPO 2", "#CC79A7", "--", "o"),
+    "egpo": ("EGPO", "#D55E00", "--", "x"),
 }
+FLOOR = 1e-18
+"""Log axes draw values below this (rounding level for gaps of order 1; exact zeros) at it."""
+MARKERS_PER_LINE = 8
 SYMBOLS = {"tau": "τ", "alpha": "α", "eta": "η", "beta": "β", "pairs": "N", "iterations": "T", "schedule": "schedule"}
 STYLE = {"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 7.5,
          "legend.frameon": False, "axes.spines.top": False, "axes.spines.right": False,
@@ -64,7 +79,7 @@ OVERLAYS = {
 OVERLAY_LABELS = {"inpo-theorem3": "Theorem 3 bound", "inpo-theorem4": "Theorem 4 bound",
                   "nash-md-theorem1": "Nash-MD Theorem 1 bound", "mmd-theorem34": "MMD Theorem 3.4 bound",
                   "contraction": "(1 − ητ)^t KL₀"}
-KINDS = {"curves": ("x", "spread", "overlays", "reference_group", "reference_label", "metric", "labels"),
+KINDS = {"curves": ("x", "spread", "center", "overlays", "reference_group", "reference_label", "metric", "labels"),
          "final": ("x", "slope", "overlays", "reference_group", "reference_label", "metric"),
          "simplex": ("equilibria",),
          "heatmap": ("x", "y", "outline", "metric")}
@@ -102,6 +117,8 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
             check_keys([panel.get("x")], dims + ["queries"], f"x in {where}")
         if kind == "curves":
             check_keys([panel.get("x", "iteration")], ["iteration", "queries"], f"x in {where}")
+            check_keys([panel.get("center", "mean")], ["mean", "median"], f"center in {where}")
+            check_keys([panel.get("spread", "range")], ["range", "quartiles", "none"], f"spread in {where}")
         for overlay in _all_overlays(panel):
             check_keys([overlay.split(":")[0] + (":S" if ":" in overlay else "")], list(OVERLAYS), f"overlay in {where}")
         if kind == "simplex" and not g.policies:
@@ -184,9 +201,15 @@ def _fmt(v) -> str:
 
 
 def _color(dim, value, i) -> tuple:
+    """(colour, line style) of a hue value."""
+    return _style(dim, value, i)[:2]
+
+
+def _style(dim, value, i) -> tuple:
+    """(colour, line style, marker) of a hue value: the algorithm's own, else the i-th of the palette."""
     if dim == "algorithm" and value in ALGORITHM_STYLE:
         return ALGORITHM_STYLE[value][1:]
-    return OKABE_ITO[i % 7], "-"
+    return OKABE_ITO[i % 7], ("-", "--", "-.", ":")[i // 7 % 4], "osD^vx*"[i % 7]
 
 
 def _lines(panel, study, results, name, group_name, extra_free=()):
@@ -292,8 +315,9 @@ def _finish(ax, panel, xlabel, ylabel, logx=False, logy=True):
 
 
 def _positive(y):
+    """Values for a log axis: below FLOOR (rounding level, zeros) drawn at FLOOR; NaN stays NaN."""
     y = np.asarray(y, float)
-    return np.where(y > 0, y, np.nan)
+    return np.where(np.isnan(y), np.nan, np.maximum(y, FLOOR))
 
 
 # --- kinds ----------------------------------------------------------------------------------------
@@ -308,18 +332,24 @@ def _curves(ax, panel, study, results):
         for i, value in enumerate(hues):
             game = _line_game(group, _line_select(panel, value))
             if panel.get("hue") == "group":
-                (color, ls), label = _color("group", None, g), panel.get("labels", {}).get(gname, gname)
+                (color, ls, marker), label = _style("group", None, g), panel.get("labels", {}).get(gname, gname)
             else:
-                color, ls = _color(panel.get("hue", "algorithm"), value, i)
-                label = _hue_label(group, panel.get("hue", "algorithm"), value, panel.get("hue_symbol"))
+                color, ls, marker = _style(panel.get("hue", "algorithm"), value, i)
+                label = panel.get("labels", {}).get(str(value)) or _hue_label(
+                    group, panel.get("hue", "algorithm"), value, panel.get("hue_symbol"))
             x = np.nanmean(it[i], axis=0)
             y = _positive(data[i])
-            ax.plot(x, np.nanmean(y, 0), color=color, ls=ls, label=label)
-            if panel.get("spread", "range") != "none" and y.shape[0] > 1:
-                ax.fill_between(x, np.nanmin(y, 0), np.nanmax(y, 0), color=color, alpha=0.18, lw=0)
+            center = np.nanmedian(y, 0) if panel.get("center") == "median" else np.nanmean(y, 0)
+            ax.plot(x, center, color=color, ls=ls, label=label, marker=marker, ms=3.5, mfc="none",
+                    markevery=(i % MARKERS_PER_LINE / MARKERS_PER_LINE / MARKERS_PER_LINE, 1 / MARKERS_PER_LINE))
+            spread = panel.get("spread", "range")
+            if spread != "none" and y.shape[0] > 1:
+                low, high = ((np.nanquantile(y, 0.25, 0), np.nanquantile(y, 0.75, 0)) if spread == "quartiles"
+                             else (np.nanmin(y, 0), np.nanmax(y, 0)))
+                ax.fill_between(x, low, high, color=color, alpha=0.18, lw=0)
             params = _run_params(group, panel.get("hue", "algorithm"), value, panel)
             for name in _overlays(panel, value):
-                _overlay(ax, name, x, np.nanmean(y, 0), params, game, color)
+                _overlay(ax, name, x, center, params, game, color)
         if ref := panel.get("reference_group"):
             _reference_curves(ax, panel, study, results, ref, hues, x_name)
     _finish(ax, panel, "preference queries" if x_name == "queries" else "iteration t",

@@ -251,9 +251,12 @@ def test_sigterm_stops_a_run_that_then_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "x"
     args = ["run", "random:n=30,seed=4", "--algorithm", "inpo", "--eta", "0.4", "--tau", "0.05", "--iterations",
-            "20000000", "--record-every", "1000", "--backend", "jax", "--yes", "--out", str(out)]
+            "20000000", "--record-every", "1000", "--backend", "jax", "--yes", "--checkpoint-every", "0.5",
+            "--out", str(out)]
     proc = subprocess.Popen(_cli(*args), env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.monotonic() + 120  # the first checkpoint: past compilation, however loaded the machine
+    while not (out / "run.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130
     assert "interrupted" in proc.stderr.read()
