@@ -52,8 +52,6 @@ METRICS = {
     "gap_avg": "duality gap of the original game, uniform average of π_0..π_t",
     "gap_reg_wavg": "duality gap of the τ-regularized game, linearly weighted average Σ (s+1)π_s / Σ (s+1)",
     "gap_wavg": "duality gap of the original game, linearly weighted average of π_0..π_t",
-    "gap_reg_best": "the smallest gap_reg among the records so far (the best iterate, as evaluated)",
-    "gap_best": "the smallest gap among the records so far (the best iterate, as evaluated)",
     "kl_to_eq": "KL(π*‖π_t), π* = solve(game, τ) (the max-support von Neumann winner at τ = 0)",
     "kl_to_ref": "KL(π_t‖π_ref)",
     "regret": "external regret of the self-play learner over π_0..π_t, best fixed policy in hindsight, KL included",
@@ -61,6 +59,8 @@ METRICS = {
     "winrate_vs_ref": "P(π_t ≻ π_ref)",
     "winrate_vs_eq": "P(π_t ≻ π*)",
     "support": "number of responses with π_t(y) ≥ 1e-9",
+    "gap_reg_best": "the smallest gap_reg among the records so far (the best iterate, as evaluated)",
+    "gap_best": "the smallest gap among the records so far (the best iterate, as evaluated)",
 }
 """Metric name → definition; the names are the columns of `metrics.csv` and `Trajectory.metrics`."""
 
