@@ -1,6 +1,6 @@
 """Tokens per second and model FLOPs utilization (MFU) of gamesim's transformer policy.
 
-For each named model config (`gamesim.transformer.CONFIGS`), in float32 on jax.devices()[0]:
+For each named model config (`gamesim.lm.transformer.CONFIGS`), in float32 on jax.devices()[0]:
 
 sample: `transformer.sample` of `batch` responses (contexts 0, temperature 1), tokens = batch * L
 per call. train: one jitted optax Adam step (lr 3e-3) on the mean negative `transformer.log_prob`
@@ -96,7 +96,7 @@ def measure(name, cfg, batch, target):
     import jax.numpy as jnp
     import optax
 
-    from gamesim import transformer
+    from gamesim.lm import transformer
 
     key = jax.random.PRNGKey(0)
     params = transformer.init(key, cfg)
@@ -146,7 +146,7 @@ def main():
     import jax
     import jax.numpy as jnp
 
-    from gamesim.transformer import CONFIGS
+    from gamesim.lm.transformer import CONFIGS
 
     names = (args.configs or ("tiny" if args.quick else "tiny,small")).split(",")
     unknown = [n for n in names if n not in CONFIGS]

@@ -70,8 +70,8 @@ import engine
 import numpy as np
 
 import gamesim
-from gamesim.algorithms import get_algorithm
-from gamesim.engine import choose_backend
+from gamesim.dynamics.algorithms import get_algorithm
+from gamesim.engine.simulation import choose_backend
 
 TAU = engine.TAU
 STEPS_CHECKED = 50

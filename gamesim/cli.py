@@ -11,7 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import GamesimError
+from gamesim.core.errors import GamesimError
 
 RESULT_FILES = ("run.json", "metrics.csv", "policies.npy", "state.npz")
 HYPERPARAMETERS = {
@@ -27,7 +27,7 @@ HYPERPARAMETERS = {
     "flip": (float, "sampled feedback: probability that the oracle's answer is flipped (default 0)"),
     "position_bias": (float, "sampled feedback: added to P(first response wins) (default 0)"),
 }
-"""Algorithm-specific flags (the registry in gamesim.algorithms checks them; a test keeps this in step)."""
+"""Algorithm-specific flags (the registry in gamesim.dynamics.algorithms checks them; a test keeps this in step)."""
 SAMPLING = {
     "pairs": (int, "pairs per iteration and context (prompts, for the K-sample recipes); default 64"),
     "recipe": (str, "pairs, best-worst (inpo: the tournament; sppo: best and worst by win rate) or win-rates (sppo); default: the algorithm's first"),
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         _honour_sigterm(own_process=argv is None)
         _use_compilation_cache()
         if getattr(args, "plugin", None):
-            from .plugins import load_plugin
+            from gamesim.studies.plugins import load_plugin
 
             for path in args.plugin:
                 load_plugin(path)
@@ -269,7 +269,7 @@ def _interruptible(run):
 
 
 def cmd_study_run(args) -> int:
-    from .study import load_spec, run_study
+    from gamesim.studies.study import load_spec, run_study
 
     study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
@@ -277,7 +277,7 @@ def cmd_study_run(args) -> int:
 
 
 def cmd_study_plot(args) -> int:
-    from .study import load_results, load_spec, plot_study
+    from gamesim.studies.study import load_results, load_spec, plot_study
 
     study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, figures = _study_dirs(args, Path(args.spec).resolve().parent)
@@ -289,7 +289,7 @@ def cmd_study_plot(args) -> int:
 def cmd_reproduce(args) -> int:
     import time
 
-    from .study import reproduce
+    from gamesim.studies.study import reproduce
 
     experiments = Path(args.experiments).resolve()
     results, figures = _study_dirs(args, experiments)
@@ -302,7 +302,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_games(args) -> int:
-    from .games import describe_builtins
+    from gamesim.core.games import describe_builtins
 
     print("\n".join(describe_builtins()))
     print("any other spec: a path to a CSV file (optional header row of names, then n rows of n numbers);")
@@ -313,7 +313,7 @@ def cmd_games(args) -> int:
 def cmd_verify(args) -> int:
     import numpy as np
 
-    from .claims import select, verify
+    from gamesim.studies.claims import select, verify
 
     algorithms = {}
     for item in args.substitute:
@@ -327,7 +327,7 @@ def cmd_verify(args) -> int:
     results = verify([c.name for c in claims], quick=args.quick, algorithms=algorithms)
     rows = None
     if args.mutants:
-        from .mutants import kill_matrix
+        from gamesim.studies.mutants import kill_matrix
 
         rows = kill_matrix(args.quick, claims=[c.name for c in claims], first_kill=args.first_kill, log=_log)
     ok = all(r.passed for r in results) and all(row.killed for row in rows or [])
@@ -338,7 +338,7 @@ def cmd_verify(args) -> int:
                                                "killed": row.killed, "verdicts": row.verdicts,
                                                "seconds": row.seconds} for row in rows],
                    "score": {"killed": sum(row.killed for row in rows), "mutants": len(rows)}}
-        from .results import dumps
+        from gamesim.engine.results import dumps
 
         print(dumps(out, indent=2))
         return 0 if ok else 1
@@ -393,7 +393,7 @@ def _print_kill_matrix(results, rows, quick: bool) -> None:
 
 
 def cmd_algorithms(args) -> int:
-    from .algorithms import ALGORITHMS
+    from gamesim.dynamics.algorithms import ALGORITHMS
 
     for a in ALGORITHMS.values():
         params = ", ".join(f"{k}={p.default:g}" for k, p in a.params.items())
@@ -403,10 +403,10 @@ def cmd_algorithms(args) -> int:
 
 def cmd_solve(args) -> int:
 
-    from .equilibria import solve
-    from .games import load_game
+    from gamesim.core.equilibria import solve
+    from gamesim.core.games import load_game
 
-    from .results import dumps
+    from gamesim.engine.results import dumps
 
     game = load_game(args.game)
     eq = solve(game, args.tau, yes=args.yes)
@@ -427,11 +427,11 @@ def cmd_solve(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from . import __version__
-    from .engine import simulate
-    from .games import load_game
-    from .results import dumps, read_run, versions, write_run
-    from .rundir import RunDirectory
+    from gamesim.core import VERSION as __version__
+    from gamesim.engine.simulation import simulate
+    from gamesim.core.games import load_game
+    from gamesim.engine.results import dumps, read_run, versions, write_run
+    from gamesim.core.rundir import RunDirectory
 
     if args.resume and args.overwrite:
         raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
@@ -451,7 +451,7 @@ def cmd_run(args) -> int:
               "init": args.init, "record_every": args.record_every,
               "dtype": "float32" if args.float32 else "float64", "feedback": args.feedback, **hyper, **sampling}
     if args.plugin:
-        from .plugins import fingerprint
+        from gamesim.studies.plugins import fingerprint
 
         config["plugins"] = fingerprint()
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
@@ -476,14 +476,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_lm_run(args) -> int:
-    from . import lm
+    from gamesim.lm import training as lm
 
     model = lm.load_model_config(args.config)
     settings = lm.LMSettings(args.algorithm, args.eta, args.tau, args.iterations, args.oracle, args.pairs,
                              args.steps, args.lr, args.record_every, args.seed, init_seed=args.init_seed,
                              metrics=args.metrics, eval_samples=args.eval_samples)
-    from .results import dumps
-    from .rundir import RunDirectory
+    from gamesim.engine.results import dumps
+    from gamesim.core.rundir import RunDirectory
 
     if args.resume and args.overwrite:
         raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
@@ -505,9 +505,9 @@ def _raise_interrupt(signum, frame):
 
 
 def cmd_demo(args) -> int:
-    from .engine import simulate
-    from .equilibria import solve
-    from .metrics import duality_gap
+    from gamesim.engine.simulation import simulate
+    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import duality_gap
 
     game, tau = "cycle3", 0.1
     eq0, eqt = solve(game), solve(game, tau)

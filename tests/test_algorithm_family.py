@@ -10,9 +10,9 @@ from scipy.optimize import minimize
 from conftest import normalize
 
 from gamesim import GamesimError, load_game, simulate, solve
-from gamesim.equilibria import fixed_point_residual
-from gamesim.losses import dpo_population_loss, ipo_loss, nash_md_pg_loss
-from gamesim.updates import (BT_RIDGE, bradley_terry_fit, ipo_md_update, iterative_dpo_update,
+from gamesim.core.equilibria import fixed_point_residual
+from gamesim.dynamics.losses import dpo_population_loss, ipo_loss, nash_md_pg_loss
+from gamesim.dynamics.updates import (BT_RIDGE, bradley_terry_fit, ipo_md_update, iterative_dpo_update,
                              nash_md_pg_update)
 
 

@@ -7,10 +7,10 @@ import pytest
 from conftest import normalize
 
 from gamesim import GamesimError, load_game, simulate
-from gamesim.algorithms import (ALGORITHMS, BUILTIN, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
+from gamesim.dynamics.algorithms import (ALGORITHMS, BUILTIN, eta_from_inverse, eta_from_sppo_beta, eta_to_inverse,
                                 eta_to_sppo_beta, get_algorithm, theorem_schedule)
-from gamesim.updates import hedge_update, omd_update
-from gamesim.losses import inpo_loss, inpo_population_loss, inpo_regression_loss, sppo_loss
+from gamesim.dynamics.updates import hedge_update, omd_update
+from gamesim.dynamics.losses import inpo_loss, inpo_population_loss, inpo_regression_loss, sppo_loss
 
 
 
@@ -213,7 +213,7 @@ def _egpo_sgd_step(method, theta, theta_ref, P, beta, lr):
 def test_egpo_settings_follow_egpos_sgd_steps(method, lr, beta):
     """`egpo_settings` (EGPO's three configs): three steps of the converted gamesim method equal
     three SGD steps on EGPO's own loss, in float64, to 1e-12."""
-    from gamesim.algorithms import egpo_settings
+    from gamesim.dynamics.algorithms import egpo_settings
 
     game = load_game("random:n=10,seed=3,ref_seed=103")
     P = np.asarray(game.P)
@@ -230,7 +230,7 @@ def test_egpo_settings_follow_egpos_sgd_steps(method, lr, beta):
 def test_egpo_settings_reject_other_conventions():
     """A wrong conversion fails the transcription (the Nash-MD mixture at the paper's ητ, or Online
     IPO 1's η without the 1/n), and bad arguments are refused with the valid choices."""
-    from gamesim.algorithms import egpo_settings
+    from gamesim.dynamics.algorithms import egpo_settings
 
     game = load_game("random:n=10,seed=3,ref_seed=103")
     theta = theta_ref = jnp.asarray(np.log(game.reference))
@@ -252,7 +252,7 @@ def test_egpo_settings_reject_other_conventions():
 def test_nash_md_mixture_off_the_paper_never_takes_the_numba_chain():
     """The numba loop hard-codes Nash-MD's mixture at ητ: with mix_ratio ≠ 1 "auto" must take JAX
     and "numba" must refuse, so EGPO's mixture is never silently replaced by the paper's."""
-    from gamesim import engine
+    from gamesim.engine import simulation as engine
 
     game, alg = load_game("random:n=10,seed=0"), get_algorithm("nash-md")
     common = {"dtype": "float64", "runs": 8, "iterations": 10 ** 6, "record_every": 1000}

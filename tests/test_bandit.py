@@ -9,10 +9,10 @@ from scipy.optimize import minimize
 
 from gamesim import GamesimError, load_game, simulate, simulate_batch
 from gamesim import solve as gamesim_solve
-from gamesim import bandit, feedback
+from gamesim.bandit import sampled as bandit
+from gamesim.bandit import feedback
 from gamesim.cli import main
-from gamesim.updates import omd_update
-from conftest import normalize
+from gamesim.dynamics.updates import omd_update
 
 pytestmark = pytest.mark.usefixtures("float64")
 GAME = "random:n=10,seed=1,ref_seed=2"
@@ -208,7 +208,7 @@ EGPO_METHODS = ["online-ipo-1", "online-ipo-2", "nash-md", "nash-md-pg", "egpo"]
 def test_egpo_recipe_is_egpos_sampled_sgd_step(method, float64):
     """recipe="egpo": the loss and learning rate on given samples are EGPO's `*_sample` losses
     (transcribed from its code, soft oracle: it reads P) and its SGD step at lr, to 1e-12."""
-    from gamesim.algorithms import egpo_settings
+    from gamesim.dynamics.algorithms import egpo_settings
 
     game = load_game("random:n=10,seed=3,ref_seed=103")
     P, A, log_ref = np.asarray(game.P), jnp.asarray(game.payoff[0]), jnp.log(jnp.asarray(game.reference))
@@ -241,7 +241,7 @@ def test_egpo_recipe_steps_are_unbiased_for_the_exact_conversion(method, float64
     make one sampled step an unbiased estimate of the exact `egpo_settings` step (the centred
     log-policy is linear in θ): the mean over 400 keys is within 5 standard errors of it, and the
     exact step at η/2 is not."""
-    from gamesim.algorithms import egpo_settings, get_algorithm
+    from gamesim.dynamics.algorithms import egpo_settings, get_algorithm
 
     game = load_game("random:n=10,seed=3,ref_seed=103")
     A, log_ref = jnp.asarray(game.payoff), jnp.log(jnp.asarray(game.stacked_reference))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from gamesim.cli import main
-from gamesim.files import _umask
-from gamesim.metrics import METRICS
+from gamesim.core.files import _umask
+from gamesim.core.metrics import METRICS
 
 
 def run_cli(*args):
@@ -99,8 +99,8 @@ def test_demo_runs(capsys):
 
 
 def test_hyperparameter_flags_match_the_registry(tmp_path, capsys):
-    from gamesim.algorithms import ALGORITHMS, BUILTIN
-    from gamesim.bandit import sampled_algorithm
+    from gamesim.dynamics.algorithms import ALGORITHMS, BUILTIN
+    from gamesim.bandit.sampled import sampled_algorithm
     from gamesim.cli import HYPERPARAMETERS
 
     sampled = {k for fit in ("exact", "sgd") for k in sampled_algorithm("inpo", fit=fit).params}
@@ -115,7 +115,7 @@ def test_hyperparameter_flags_match_the_registry(tmp_path, capsys):
 
 
 def test_algorithms_lists_every_algorithm(capsys):
-    from gamesim.algorithms import ALGORITHMS
+    from gamesim.dynamics.algorithms import ALGORITHMS
 
     assert main(["algorithms"]) == 0
     out = capsys.readouterr().out

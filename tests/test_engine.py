@@ -7,7 +7,7 @@ from conftest import assert_same_run, extreme_games
 from hypothesis import given
 from hypothesis import strategies as st
 
-import gamesim.engine as engine
+import gamesim.engine.simulation as engine
 from gamesim import GamesimError, PreferenceGame, load_game, simulate, simulate_batch
 
 
@@ -129,7 +129,7 @@ def test_bad_batches():
 
 SHARDED = """
 import json, jax, numpy as np, gamesim
-from gamesim import engine
+from gamesim.engine import simulation as engine
 games = [gamesim.load_game(f"random:n=10,seed={s}") for s in range(4)]
 diffs = {}
 for shared in (False, True):

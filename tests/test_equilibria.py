@@ -8,8 +8,8 @@ import pytest
 from scipy.special import softmax
 
 from gamesim import duality_gap, load_game, solve
-from gamesim.equilibria import fixed_point_residual
-from gamesim.games import PreferenceGame, from_payoff
+from gamesim.core.equilibria import fixed_point_residual
+from gamesim.core.games import PreferenceGame, from_payoff
 
 
 @pytest.mark.parametrize("spec, expected", [
@@ -129,7 +129,7 @@ def test_bad_tau():
 def test_interior_point_support_matches_the_lp_max_support(n, seed, copies, kind):
     """The interior-point path's certified equilibrium against the two-LP path on random games,
     made degenerate (several equilibria) by duplicating responses or by sign/low-rank payoffs."""
-    from gamesim.equilibria import _certified_support_solution, _lp_winner
+    from gamesim.core.equilibria import _certified_support_solution, _lp_winner
 
     rng = np.random.default_rng(seed)
     if kind == "rank2":
@@ -168,7 +168,7 @@ def test_interior_point_is_the_lp_solution_on_a_large_generic_game():
 
 
 def test_without_a_certificate_the_lp_answers(monkeypatch):
-    from gamesim import equilibria
+    from gamesim.core import equilibria
 
     monkeypatch.setattr(equilibria, "_interior_point", lambda A: (None, None))
     A = np.array([[0, 0, -1, 1], [0, 0, -1, 1], [1, 1, 0, -1], [-1, -1, 1, 0.0]])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gamesim import GamesimError, PreferenceGame, load_game
-from gamesim.games import BUILTINS, bradley_terry, from_payoff, load_csv, save_csv
+from gamesim.core.games import BUILTINS, bradley_terry, from_payoff, load_csv, save_csv
 
 
 @pytest.mark.parametrize("spec", [*BUILTINS, "random:n=7,seed=3,contexts=2", "skew:n=20,rank=4,scale=2.0",
@@ -146,7 +146,7 @@ def test_contextual_game_refuses_single_csv(tmp_path):
 # --- Kuhn poker: the normal form against the game's known solution (Kuhn 1950) ---------------------
 @pytest.fixture(scope="module")
 def kuhn_form():
-    from gamesim.games import kuhn_normal_form
+    from gamesim.core.games import kuhn_normal_form
 
     return kuhn_normal_form()
 
@@ -228,7 +228,7 @@ def kuhn_game():
 
 def test_kuhn_symmetric_game_and_its_gap(kuhn_form, kuhn_game):
     from gamesim import duality_gap
-    from gamesim.games import KUHN_SCALE, pair_marginals
+    from gamesim.core.games import KUHN_SCALE, pair_marginals
 
     M, rows, cols = kuhn_form
     game = kuhn_game
@@ -246,7 +246,7 @@ def test_kuhn_symmetric_game_and_its_gap(kuhn_form, kuhn_game):
 
 def test_kuhn_solve_finds_an_equilibrium_of_the_known_family(kuhn_form, kuhn_game):
     from gamesim import solve
-    from gamesim.games import pair_marginals
+    from gamesim.core.games import pair_marginals
 
     M, rows, cols = kuhn_form
     x, y = pair_marginals(solve(kuhn_game).policy, M.shape)
@@ -272,8 +272,8 @@ def test_kuhn_mmd_is_two_player_mmd_on_the_normal_form(kuhn_form, kuhn_game):
     """One MMD step at (η, τ) from a product policy is each player's MMD step on M at η/8, α = 8τ."""
     import jax
 
-    from gamesim.games import pair_marginals
-    from gamesim.updates import mmd_update
+    from gamesim.core.games import pair_marginals
+    from gamesim.dynamics.updates import mmd_update
 
     M = kuhn_form[0]
     rng = np.random.default_rng(1)
@@ -291,7 +291,7 @@ def test_kuhn_mmd_is_two_player_mmd_on_the_normal_form(kuhn_form, kuhn_game):
 
 
 def test_kuhn_construction_refuses_bad_input():
-    from gamesim.games import from_zero_sum, pair_marginals
+    from gamesim.core.games import from_zero_sum, pair_marginals
 
     with pytest.raises(GamesimError, match="scale c = 0.5 .* c ≥ max"):
         from_zero_sum([[1.0, -1.0], [-1.0, 1.0]], 0.5)
@@ -307,7 +307,7 @@ def test_kuhn_undominated_form_is_the_textbook_8_by_4(kuhn_form):
     not after a check and calls Q or not; the value stays −1/18 (LP)."""
     from scipy.optimize import linprog
 
-    from gamesim.games import undominated
+    from gamesim.core.games import undominated
 
     M, rows, cols = kuhn_form
     R, C = undominated(M)

@@ -8,9 +8,11 @@ import jax
 import numpy as np
 import pytest
 
-from gamesim import GamesimError, duality_gap, lm, load_game, sequences, solve
+from gamesim import GamesimError, duality_gap, load_game, solve
+from gamesim.lm import training as lm
+from gamesim.lm import sequences, transformer
 from gamesim.cli import main
-from gamesim.transformer import CONFIGS, index_to_tokens
+from gamesim.lm.transformer import CONFIGS, index_to_tokens
 
 TINY = CONFIGS["tiny"]
 SETTINGS = lm.LMSettings(algorithm="inpo", eta=2.0, tau=0.05, iterations=30, oracle="bt:scale=2",
@@ -45,7 +47,7 @@ def test_bradley_terry_oracle_is_transitive_and_features_oracle_is_not():
 def _bt_misfit(game):
     import jax.numpy as jnp
 
-    from gamesim.updates import bradley_terry_fit
+    from gamesim.dynamics.updates import bradley_terry_fit
 
     ones = jnp.ones((1, game.n, game.n))
     with jax.enable_x64(True):
@@ -72,7 +74,7 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_inpo_lowers_the_exact_gap_and_follows_the_tabular_sampled_run(tiny_run):
     from gamesim import simulate
-    from gamesim.transformer import enumerate_log_probs, init
+    from gamesim.lm.transformer import enumerate_log_probs, init
 
     _, result = tiny_run
     gap = result["gap_reg"]
@@ -132,12 +134,12 @@ def test_sampled_metrics_agree_with_the_exact_ones(tiny_run):
     """The Monte-Carlo win rate and KL with their 95% intervals, against the enumerated values of
     the same trained policy: each within 4 standard errors (a 1-in-15,000 miss for a correct
     estimator)."""
-    from gamesim.transformer import enumerate_log_probs
+    from gamesim.lm.transformer import enumerate_log_probs
 
     params = tiny_run[1]["params"]
-    ref = lm.initial_params(TINY)
+    ref = transformer.initial_params(TINY)
     oracle = sequences.load_oracle(SETTINGS.oracle, TINY.vocab, TINY.length)
-    game = sequences.reference_game(oracle, lm.initial_policy(TINY))
+    game = sequences.reference_game(oracle, transformer.initial_policy(TINY))
     exact = lm.exact_metrics(game, enumerate_log_probs(params, TINY), 0.0, None)
     arrays = {k: jax.numpy.asarray(v, "float32") for k, v in oracle.arrays.items()}
     sampled = lm.sampled_metrics(params, ref, TINY, arrays, jax.random.PRNGKey(7), 4096)
@@ -173,14 +175,15 @@ def test_config_file_beyond_enumeration_runs_with_sampled_metrics(tmp_path, caps
 
 SHARDED = """
 import json, jax, numpy as np
-from gamesim import lm
-from gamesim.sequences import load_oracle
-from gamesim.transformer import CONFIGS
+from gamesim.lm import training as lm
+from gamesim.lm import transformer
+from gamesim.lm.sequences import load_oracle
+from gamesim.lm.transformer import CONFIGS
 s = lm.LMSettings(algorithm="inpo", eta=2.0, tau=0.05, iterations=3, oracle="bt:scale=2", pairs=128, steps=10)
 one, two = (lm.run(CONFIGS["tiny"], s, progress=False, devices=d) for d in (1, 2))
 leaves = jax.tree_util.tree_leaves(two["params"])
 step, optimizer = lm._iteration(CONFIGS["tiny"], s, 2)
-ref = lm.initial_params(CONFIGS["tiny"])
+ref = transformer.initial_params(CONFIGS["tiny"])
 oracle = {k: jax.numpy.asarray(v, "float32") for k, v in load_oracle(s.oracle, 4, 5).arrays.items()}
 args = jax.device_put((ref, optimizer.init(ref), ref, oracle), lm.data_sharding(2)[1])
 hlo = step.lower(*args, jax.random.PRNGKey(0)).compile().as_text()

@@ -9,8 +9,8 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from gamesim import duality_gap, load_game, simulate, simulate_batch, solve
-from gamesim.equilibria import MIN_TAU
-from gamesim.games import PreferenceGame
+from gamesim.core.equilibria import MIN_TAU
+from gamesim.core.games import PreferenceGame
 
 
 def kl(p, q):
@@ -153,7 +153,7 @@ def test_weighted_average_and_best_iterate_match_numpy(backend):
     """gap_wavg / gap_reg_wavg are the gaps of Σ (s+1)π_s / Σ (s+1) (CFR+/LiteEFG's linear
     averaging), recomputed here from the recorded policies; gap_best / gap_reg_best are the running
     minima of the recorded gaps; both engine paths, and a resumed run continues both."""
-    from gamesim.metrics import NONNEGATIVE
+    from gamesim.core.metrics import NONNEGATIVE
 
     game, tau = load_game("random:n=10,seed=1"), 0.05
     run = simulate(game, "omd", eta=0.5, tau=tau, iterations=60, record_every=1, backend=backend)
@@ -183,7 +183,7 @@ def test_nonnegative_metrics_stay_nonnegative_over_a_million_steps_on_tournament
     """Gaps, KLs and regrets are ≥ 0 in exact arithmetic; over 10⁶ iterations on 0/1 tournaments
     (where rounding used to leave gap_reg_avg at −1e-12) every recorded one is ≥ 0, and the clip
     at 0 only ever replaces rounding-level values (the unclipped gap of the same policies is ≥ −1e-10)."""
-    from gamesim.metrics import NONNEGATIVE, duality_gaps
+    from gamesim.core.metrics import NONNEGATIVE
 
     games = [_tournament(6, s) for s in range(4)]
     runs = simulate_batch(games, name, eta=0.5, tau=tau, iterations=10 ** 6, record_every=10 ** 5)

@@ -10,10 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gamesim import load_game, mlp, simulate_batch, study
-from gamesim.algorithms import EGPO_METHODS, egpo_settings
-from gamesim.errors import GamesimError
-from gamesim.metrics import duality_gaps
+from gamesim import load_game, simulate_batch
+from gamesim.lm import mlp
+from gamesim.studies import study
+from gamesim.dynamics.algorithms import EGPO_METHODS, egpo_settings
+from gamesim.core.errors import GamesimError
+from gamesim.core.metrics import duality_gaps
 
 RUNS, N, BETA, LR = 3, 10, 0.1, 0.1  # EGPO's tabular config at β = 0.1 (lr 0.1)
 GAMES = [f"random:n={N},seed={s}" for s in range(RUNS)]

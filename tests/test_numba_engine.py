@@ -8,10 +8,10 @@ from conftest import assert_same_run, extreme_games
 from hypothesis import given
 from hypothesis import strategies as st
 
-import gamesim.engine as engine
-import gamesim.numba_engine as numba_engine
+import gamesim.engine.simulation as engine
+import gamesim.engine.numba_backend as numba_engine
 from gamesim import GamesimError, load_game, simulate, simulate_batch
-from gamesim.algorithms import ALGORITHMS, get_algorithm, numba_chain
+from gamesim.dynamics.algorithms import ALGORITHMS, get_algorithm, numba_chain
 
 INITS = ["reference", "random", "uniform", "random"]
 
@@ -58,7 +58,7 @@ def test_every_mirror_chain_algorithm_is_covered():
 
 def _half_step_omd():
     """A user's modified copy of OMD: the same object in every respect but its step (half the step)."""
-    from gamesim import updates
+    from gamesim.dynamics import updates
 
     return dataclasses.replace(get_algorithm("omd"),
                                step=lambda s, A, r, eta, tau, t, p: updates.omd_update(s, A, r, eta / 2, tau))

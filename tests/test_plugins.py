@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import gamesim
-from gamesim import GamesimError, engine, simulate, study
-from gamesim.algorithms import ALGORITHMS, get_algorithm, register_algorithm
+from gamesim import GamesimError, simulate
+from gamesim.engine import simulation as engine
+from gamesim.studies import study
+from gamesim.dynamics.algorithms import ALGORITHMS, get_algorithm, register_algorithm
 from gamesim.cli import main
 
 ROOT = Path(__file__).parents[1]
@@ -83,7 +85,7 @@ def test_editing_a_plugin_changes_the_code_fingerprint(tmp_path):
 @pytest.mark.parametrize("source, message", [
     ("def broken(:\n", "line 1: SyntaxError"),
     ("x = 1\nraise RuntimeError('boom')\n", "line 2: RuntimeError: boom"),
-    ("import gamesim\ngamesim.register_algorithm(gamesim.algorithms.get_algorithm('omd').__class__("
+    ("import gamesim\ngamesim.register_algorithm(gamesim.dynamics.algorithms.get_algorithm('omd').__class__("
      "'inpo', lambda *a: a[0], 'x', 'y'))\n", "'inpo' is a built-in algorithm"),
 ])
 def test_plugin_mistakes_are_one_line_errors(tmp_path, capsys, source, message):

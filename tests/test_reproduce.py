@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gamesim import study
+from gamesim.studies import study
 from gamesim.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gamesim import GamesimError, simulate, study
+from gamesim import GamesimError, simulate
+from gamesim.studies import study
 from gamesim.cli import main
 
 pytest.importorskip("matplotlib")
@@ -195,8 +196,8 @@ metric = "gap_reg"
 
 
 def test_lm_group_equals_direct_transformer_runs(tmp_path):
-    from gamesim import lm
-    from gamesim.transformer import CONFIGS
+    from gamesim.lm import training as lm
+    from gamesim.lm.transformer import CONFIGS
 
     res = study.run_study(study.load_spec(write(tmp_path, LM_SPEC)), tmp_path / "r", log=quiet)["lm"]
     assert res.dims == ("game", "algorithm", "seed", "record") and res.arrays["gap_reg"].shape == (1, 1, 2, 3)
@@ -231,7 +232,7 @@ def test_has_ink_rejects_a_blank_image(tmp_path):
 def test_egpo_spec_runs_egpos_published_settings():
     """experiments/egpo.toml's per-algorithm settings are `egpo_settings` of EGPO's configs (its
     simulations/configs.py: β, lr, iterations), so the spec cannot drift from the converter."""
-    from gamesim.algorithms import egpo_settings
+    from gamesim.dynamics.algorithms import egpo_settings
 
     configs = {("egpo.toml", "beta-1e-3"): (1e-3, 2e-4, 100000, None),
                ("egpo.toml", "beta-1e-2"): (1e-2, 0.02, 5000, None),

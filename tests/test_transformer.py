@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from gamesim import GamesimError
-from gamesim import transformer as tf
+from gamesim.lm import transformer as tf
 
 CONFIG = dataclasses.replace(tf.CONFIGS["tiny"], contexts=2)
 

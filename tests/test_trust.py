@@ -17,13 +17,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gamesim import GamesimError, load_game, simulate, simulate_batch, study
-from gamesim.algorithms import get_algorithm
+from gamesim import GamesimError, load_game, simulate, simulate_batch
+from gamesim.studies import study
+from gamesim.dynamics.algorithms import get_algorithm
 from gamesim.cli import main
-from gamesim.games import save_csv
-from gamesim.guards import GamesimWarning
-from gamesim.results import dumps
-from gamesim.rundir import RunDirectory, read
+from gamesim.core.games import save_csv
+from gamesim.core.guards import GamesimWarning
+from gamesim.engine.results import dumps
+from gamesim.core.rundir import RunDirectory, read
 
 ROOT = Path(__file__).parents[1]
 
@@ -145,7 +146,7 @@ def test_checkpoints_during_a_run_and_their_resume(tmp_path):
     def keep(traj):
         seen.append(traj)
     game, kw = "random:n=20,seed=2", dict(eta=0.4, tau=0.05, iterations=60_000, record_every=100, backend="jax")
-    import gamesim.engine as engine
+    import gamesim.engine.simulation as engine
 
     old, engine.CHUNK_WORK = engine.CHUNK_WORK, 2e7
     try:

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gamesim import load_game, simulate, solve, theory
-from gamesim import updates as u
-from gamesim.algorithms import get_algorithm
-from gamesim.claims import BUILTIN_CLAIMS, CLAIMS, verify
+from gamesim import load_game, simulate, solve
+from gamesim.dynamics import theory
+from gamesim.dynamics import updates as u
+from gamesim.dynamics.algorithms import get_algorithm
+from gamesim.studies.claims import BUILTIN_CLAIMS, CLAIMS, verify
 from gamesim.cli import main
-from gamesim.mutants import kill_matrix, library
+from gamesim.studies.mutants import kill_matrix, library
 
 
 @pytest.fixture(scope="module")

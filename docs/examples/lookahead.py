@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import gamesim
-from gamesim.claims import Claim, linear_convergence
-from gamesim.theory import local_rate
+from gamesim.studies.claims import Claim, linear_convergence
+from gamesim.dynamics.theory import local_rate
 
 
 def lookahead_step(log_pi, A, log_ref, eta, tau, t, params):

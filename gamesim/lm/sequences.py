@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import GamesimError
-from .games import PreferenceGame, load_game
+from gamesim.core.errors import GamesimError
+from gamesim.core.games import Builtin, PreferenceGame, load_game, register_builtin
 
 DENSE_LIMIT = 4096
 """Largest |Y| for which the dense V^L × V^L preference matrix (and so exact metrics) is built."""
@@ -49,7 +49,7 @@ class SequenceGame:
 
     def dense(self) -> PreferenceGame:
         """The PreferenceGame over all V^L responses (uniform π_ref; set it with with_reference)."""
-        from .transformer import ModelConfig, index_to_tokens
+        from gamesim.lm.transformer import ModelConfig, index_to_tokens
 
         n = self.num_responses
         if n > DENSE_LIMIT:
@@ -137,13 +137,12 @@ def sequence_game(model: str = "tiny", oracle: str = "features", rank: int = 4, 
 
 @functools.cache
 def _sequence_game(model: str, oracle: str, init_seed: int) -> PreferenceGame:
-    from . import lm
-    from .transformer import CONFIGS
+    from gamesim.lm.transformer import CONFIGS, initial_policy
 
     if model not in CONFIGS:
         raise GamesimError(f"sequence game: model is one of {', '.join(CONFIGS)}, not {model!r}")
     config = CONFIGS[model]
-    return reference_game(load_oracle(oracle, config.vocab, config.length), lm.initial_policy(config, init_seed))
+    return reference_game(load_oracle(oracle, config.vocab, config.length), initial_policy(config, init_seed))
 
 
 def oracle_spec(oracle: str, rank: int = 4, scale: float = 2.0, seed: int = 0) -> str:
@@ -173,3 +172,9 @@ def load_oracle(spec: str, vocab: int, length: int) -> SequenceGame:
         return ORACLES[name](vocab, length, **kwargs)
     except TypeError as exc:
         raise GamesimError(f"oracle spec {spec!r}: {exc}") from None
+
+
+register_builtin("sequence", Builtin(
+    sequence_game, {"model": "tiny", "oracle": "features", "rank": 4, "scale": 2.0, "seed": 0, "init_seed": 0},
+    "a transformer-mode game: P of a sequence oracle (features or bt) over all V^L responses of a model config, "
+    "π_ref = that model at init"))

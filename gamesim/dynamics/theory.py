@@ -127,7 +127,7 @@ def mixture_limit(game, tau: float, beta: float) -> np.ndarray:
     fixed point satisfies log π = (1 − ητ) log π + ητ log π_ref + ηAπ^μ − c, i.e. eq. 13)."""
     from scipy.special import log_softmax
 
-    from .equilibria import solve
+    from gamesim.core.equilibria import solve
 
     if not 0 <= beta < 1:
         raise ValueError(f"the mixture weight β must be in [0, 1), got {beta}")

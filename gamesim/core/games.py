@@ -12,7 +12,6 @@ context; every quantity decouples per context and game-level numbers are ρ-weig
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import itertools
 import math
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GamesimError
-from .files import atomic_open
+from gamesim.core.errors import GamesimError
+from gamesim.core.names import did_you_mean
+from gamesim.core.files import atomic_open
 
 COMPLEMENT_TOL = 1e-9
 """Largest |P + Pᵀ − 1| accepted; computations use A = (P − Pᵀ)/2, exactly antisymmetric."""
@@ -32,7 +32,7 @@ COMPLEMENT_TOL = 1e-9
 SUM_TOL = 1e-9
 """Largest |Σ π_ref − 1| (and |Σ ρ − 1|) accepted; within it the vector is renormalized."""
 
-DATA_DIR = Path(__file__).parent / "data"
+DATA_DIR = Path(__file__).parents[1] / "data"
 
 
 class PreferenceGame:
@@ -154,7 +154,7 @@ def _check_preferences(stack: np.ndarray) -> None:
     if lo < 0 or hi > 1:
         raise GamesimError(
             f"preferences are probabilities and must lie in [0, 1]; found entries in [{lo:g}, {hi:g}]. "
-            "For a payoff matrix use gamesim.games.from_payoff")
+            "For a payoff matrix use gamesim.core.games.from_payoff")
     err = np.abs(stack + np.swapaxes(stack, 1, 2) - 1).max()
     if err > COMPLEMENT_TOL:
         c, i, j = np.unravel_index(np.argmax(np.abs(stack + np.swapaxes(stack, 1, 2) - 1)), stack.shape)
@@ -557,19 +557,17 @@ BUILTINS: dict[str, Builtin] = {
                     "low-rank intransitive P = σ(v_iᵀ R v_j), R skew-symmetric (general preference model)"),
     "bt": Builtin(_seeded(_bt_draw, "bt"), {"n": 5, "scale": 1.0, "seed": 0, "contexts": 1},
                   "transitive Bradley-Terry P = σ(s_i − s_j), scores ~ N(0, scale²)"),
-    "sequence": Builtin(lambda **kw: _sequence_game(**kw),
-                        {"model": "tiny", "oracle": "features", "rank": 4, "scale": 2.0, "seed": 0, "init_seed": 0},
-                        "a transformer-mode game: P of a sequence oracle (features or bt) over all V^L responses "
-                        "of a model config, π_ref = that model at init"),
     "soccer": Builtin(lambda: load_csv(DATA_DIR / "soccer_10agents.csv"), {},
                       "10 MuJoCo soccer agents (Rowland et al. 2019, via OpenSpiel; Apache-2.0)"),
     "rrps": Builtin(lambda: load_csv(DATA_DIR / "rrps_43bots.csv"), {},
                     "43 repeated-RPS bots (Lanctot et al. 2023, via OpenSpiel; Apache-2.0)"),
 }
-def _sequence_game(**kwargs) -> PreferenceGame:
-    from .sequences import sequence_game
-
-    return sequence_game(**kwargs)
+def register_builtin(name: str, builtin: Builtin) -> None:
+    """Add a built-in game spec from a higher layer (the lm layer's `sequence` game), so that the
+    core's `load_game` parses it without importing what builds it. Names are unique."""
+    if name in BUILTINS or name in ALIASES:
+        raise GamesimError(f"a built-in game named {name!r} exists already; choose another name")
+    BUILTINS[name] = builtin
 
 
 ALIASES = {"bradley_terry": "bt", "biased-rps": "biased_rps"}
@@ -617,7 +615,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
     name, _, args = spec.partition(":")
     key = ALIASES.get(name, name)
     if key not in BUILTINS:
-        raise GamesimError(f"unknown game {name!r}{_suggest(name, [*BUILTINS, *ALIASES])}; "
+        raise GamesimError(f"unknown game {name!r}{did_you_mean(name, [*BUILTINS, *ALIASES])}; "
                            "`gamesim games` lists the built-ins, or give a path to a .csv file")
     known = {**BUILTINS[key].params, **COMMON_PARAMS}
     kwargs = dict(BUILTINS[key].params)
@@ -628,7 +626,7 @@ def parse_spec(spec: str) -> tuple[str, dict]:
             raise GamesimError(f"game spec {spec!r}: {item!r} is not KEY=VALUE")
         if k not in known:
             keys = ", ".join(known) or "none"
-            raise GamesimError(f"game {key!r} has no parameter {k!r}{_suggest(k, known)}; its keys: {keys}")
+            raise GamesimError(f"game {key!r} has no parameter {k!r}{did_you_mean(k, known)}; its keys: {keys}")
         kwargs[k] = _parse_value(k, v.strip(), known[k], spec)
     return key, kwargs
 
@@ -641,11 +639,6 @@ def _parse_value(key: str, value: str, default, spec: str):
         return want(value)
     except ValueError:
         raise GamesimError(f"game spec {spec!r}: {key}={value!r} is not {'a number' if want is float else 'an integer'}") from None
-
-
-def _suggest(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def describe_builtins() -> list[str]:

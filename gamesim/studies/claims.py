@@ -25,7 +25,6 @@ method").
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,10 +32,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from . import theory
-from .algorithms import Algorithm, get_algorithm, theorem_schedule
-from .errors import GamesimError
-from .games import PreferenceGame, load_game
+from gamesim.dynamics import theory
+from gamesim.dynamics.algorithms import Algorithm, get_algorithm, theorem_schedule
+from gamesim.core.errors import GamesimError
+from gamesim.core.names import did_you_mean
+from gamesim.core.games import PreferenceGame, load_game
 
 ROUNDING = 1e-13
 """Float64 rounding allowed on the measured side of a bound."""
@@ -130,7 +130,7 @@ Runner = Callable[..., object]
 
 def run(game, algorithm, batch: bool = False, **kwargs):
     """The default runner: gamesim's engine, without a progress bar."""
-    from .engine import simulate, simulate_batch
+    from gamesim.engine.simulation import simulate, simulate_batch
 
     return (simulate_batch if batch else simulate)(game, algorithm, progress=False, **kwargs)
 
@@ -243,7 +243,7 @@ def linear_convergence(ctx: Context, name: str, *, eta, tau, limit, label: str, 
     """
     import jax
 
-    from .engine import initial_policy
+    from gamesim.engine.simulation import initial_policy
 
     game = ctx.game
     pi_hat = game.stack_policy(limit)
@@ -274,7 +274,7 @@ def linear_convergence(ctx: Context, name: str, *, eta, tau, limit, label: str, 
 def contraction(ctx: Context, name: str, *, eta, tau, rate: float, label: str) -> list[Check]:
     """A theorem's linear contraction KL(π*_τ‖π_t) ≤ rate^t KL(π*_τ‖π_0) checked over 300 steps
     from π_ref, with `linear_convergence`'s sharp checks and ρ̂² ≤ rate."""
-    from .equilibria import solve
+    from gamesim.core.equilibria import solve
 
     traj = ctx.simulate(name, eta=eta, tau=tau, iterations=300)
     kl, t = traj.metrics["kl_to_eq"], traj.iterations
@@ -303,7 +303,7 @@ def _inpo_lemma5(ctx: Context) -> list[Check]:
     import jax
     import jax.numpy as jnp
 
-    from .losses import inpo_population_loss
+    from gamesim.dynamics.losses import inpo_population_loss
 
     game, eta, tau = ctx.game, 0.5, 0.2
     with jax.enable_x64(True):
@@ -377,7 +377,7 @@ def _inpo_theorem4(ctx: Context) -> list[Check]:
     """Theorem 4's recursion and rate with C = max(Bτ, 1) from the a-priori B (C = 1 here), plus the
     exact behaviour at a constant η: linear convergence to π*_τ (derived: the fixed point of eq. 5
     is π*_τ for every η) at the rate of the linearized step."""
-    from .equilibria import solve
+    from gamesim.core.equilibria import solve
 
     game, tau, eta = ctx.game, 0.5, 0.6
     T = _run_length(ctx, 2000, 20000)
@@ -517,7 +517,7 @@ def _optimistic_states(game):
 
 
 def _optimistic(ctx: Context, tau: float, eta: float) -> list[Check]:
-    from .equilibria import solve
+    from gamesim.core.equilibria import solve
 
     game = ctx.game
     pi = game.stack_policy(solve(game, tau).policy)
@@ -571,7 +571,7 @@ def _loss_step_error(ctx: Context, name: str, loss, lr_to_eta, beta: float) -> f
 def _online_ipo_prop41(ctx: Context) -> list[Check]:
     """Prop. 4.1: π*_τ is the stationary point of online IPO's expected dynamics; sharp: one step
     from π*_τ stays there, and the iterates converge to it at the linearized step's rate."""
-    from .equilibria import solve
+    from gamesim.core.equilibria import solve
 
     game, tau, eta = ctx.game, 0.2, 2.0
     star = solve(game, tau).policy
@@ -583,7 +583,7 @@ def _online_ipo_prop41(ctx: Context) -> list[Check]:
 def _online_ipo_prop42(ctx: Context) -> list[Check]:
     """Prop. 4.2: online IPO's expected loss gradient is the self-play policy gradient; so SGD at lr
     on the IPO loss (eq. 11, pairs from sg[π]) is the step at η = 4 lr/τ: autodiff against the step."""
-    from .losses import ipo_loss
+    from gamesim.dynamics.losses import ipo_loss
 
     error = _loss_step_error(ctx, "online-ipo", ipo_loss, lambda tau: 4 / tau, 0.0)
     return [sharp("SGD on the online IPO loss (autodiff) = the step at η = 4 lr/τ (max|Δ log π| ≤ 1e-12)",
@@ -594,7 +594,7 @@ def _ipo_md_prop5(ctx: Context) -> list[Check]:
     """Props. 5.1 and 5.2 for IPO-MD and Nash-MD-PG (β = 0.25): each step is SGD on its loss (IPO's
     on pairs from π' ∝ π^{1−β}π_ref^β at η = 4 lr/τ; Nash-MD-PG's surrogate at η = lr, autodiff);
     both converge to eq. 13's point, whose mixture π' is π*_{τ/(1−β)} (Prop. 5.2), linearly."""
-    from .losses import ipo_loss, nash_md_pg_loss
+    from gamesim.dynamics.losses import ipo_loss, nash_md_pg_loss
 
     game, tau, eta, beta = ctx.game, 0.2, 2.0, 0.25
     limit = theory.mixture_limit(game, tau, beta)
@@ -618,7 +618,7 @@ def _refresh(ctx: Context, name: str, inner: str) -> list[Check]:
         KL(π*‖m_{k+1}) = KL(π*‖m_k) − KL(m_{k+1}‖m_k) + m_{k+1}ᵀAπ*/τ ≤ KL(π*‖m_k) − KL(m_{k+1}‖m_k),
 
     so KL(π*‖m_k) never grows and the last iterate converges to π* (Lemma 4, Thm. 1)."""
-    from .equilibria import solve
+    from gamesim.core.equilibria import solve
 
     game, tau, eta = ctx.game, 0.1, 0.5
     refreshes = _run_length(ctx, 12, 30)
@@ -700,7 +700,7 @@ CLAIMS: dict[str, Claim] = {}
 def register_claim(claim: Claim) -> Claim:
     """Add a claim to the registry that `verify` and `gamesim verify` run (a name can be taken once)."""
     if not isinstance(claim, Claim):
-        raise GamesimError(f"register_claim takes a gamesim.claims.Claim, not {type(claim).__name__}")
+        raise GamesimError(f"register_claim takes a gamesim.studies.claims.Claim, not {type(claim).__name__}")
     if claim.name in CLAIMS and CLAIMS[claim.name] is not claim:
         raise GamesimError(f"a claim called {claim.name!r} exists already; choose another name")
     if claim.kind not in KINDS:
@@ -809,9 +809,7 @@ def select(names: Sequence[str] | None) -> list[Claim]:
     names = list(CLAIMS) if not names else list(names)
     for name in names:
         if name not in CLAIMS:
-            close = difflib.get_close_matches(name, list(CLAIMS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise GamesimError(f"unknown claim {name!r}{hint}; claims: {', '.join(CLAIMS)}")
+            raise GamesimError(f"unknown claim {name!r}{did_you_mean(name, CLAIMS)}; claims: {', '.join(CLAIMS)}")
     return [CLAIMS[n] for n in names]
 
 

@@ -21,7 +21,7 @@ Each iteration t (the papers' practical loop, with π_t and π_ref frozen):
    the true P are computed (`metrics`); otherwise (`small`, `medium`) the win rate against π_ref
    and KL(π‖π_ref) are estimated from samples, with 95% confidence intervals (`sampled_metrics`).
 
-π_ref is the initial model (`initial_params`, from `init_seed`); `seed` drives the sampling.
+π_ref is the initial model (`transformer.initial_params`, from `init_seed`); `seed` drives the sampling.
 With several local devices (GPUs, or CPU host devices forced with XLA_FLAGS) each iteration's
 pairs are split over them and the parameters replicated, through `jax.sharding` (`data_sharding`).
 
@@ -41,8 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GamesimError
-from .transformer import CONFIGS, ModelConfig
+from gamesim.core.errors import GamesimError
+from gamesim.core.names import check_keys, did_you_mean
+from gamesim.lm import transformer
+from gamesim.lm.transformer import CONFIGS, ModelConfig
 
 LM_ALGORITHMS = ("inpo", "nash-md", "online-ipo", "sppo", "iterative-dpo")
 METRIC_MODES = ("auto", "exact", "sampled")
@@ -72,11 +74,8 @@ class LMSettings:
 
     def __post_init__(self):
         if self.algorithm not in LM_ALGORITHMS:
-            import difflib
-
-            close = difflib.get_close_matches(self.algorithm, LM_ALGORITHMS, n=1)
             raise GamesimError(f"transformer mode runs {', '.join(LM_ALGORITHMS)}; not {self.algorithm!r}"
-                               + (f" (did you mean {close[0]!r}?)" if close else ""))
+                               + did_you_mean(self.algorithm, LM_ALGORITHMS))
         if self.metrics not in METRIC_MODES:
             raise GamesimError(f"metrics is one of {', '.join(METRIC_MODES)}, not {self.metrics!r}")
         for name in ("iterations", "pairs", "steps", "record_every", "eval_samples"):
@@ -105,7 +104,6 @@ def load_model_config(name: str) -> ModelConfig:
     except tomllib.TOMLDecodeError as exc:
         raise GamesimError(f"{path}: not valid TOML ({exc})") from None
     valid = [f.name for f in dataclasses.fields(ModelConfig)]
-    from .study import check_keys
 
     check_keys(fields, valid, f"model config key in {path.name}")
     return ModelConfig(**fields)
@@ -113,7 +111,7 @@ def load_model_config(name: str) -> ModelConfig:
 
 # --- one iteration --------------------------------------------------------------------------------
 def _batch_loss(params, model, s: LMSettings, contexts, seqs, labels, log_t, anchor):
-    from . import losses, transformer
+    from gamesim.dynamics import losses
 
     theta = transformer.log_prob(params, model, contexts, seqs)
     N = labels.shape[0]
@@ -162,8 +160,7 @@ def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
     import jax.numpy as jnp
     import optax
 
-    from . import transformer
-    from .sequences import preference
+    from gamesim.lm.sequences import preference
 
     optimizer = optax.adam(s.lr)
     beta = s.eta * s.tau
@@ -203,9 +200,9 @@ def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
 def exact_metrics(game, log_probs, tau: float, eq_tau) -> dict:
     """Exact metrics of the enumerated LM policy (log-probs (C, |Y|)) on the dense game, whose π_ref
     is the initial model: the duality gaps, KL(π*_τ‖π), KL(π‖π_ref) and P(π ≻ π_ref)."""
-    from .metrics import duality_gap
+    from gamesim.core.equilibria import duality_gap
 
-    pi = _normalize(log_probs)  # (C, n), renormalized in float64
+    pi = transformer.normalize(log_probs)  # (C, n), renormalized in float64
     w, A = game.weights, game.payoff
 
     def kl(p, q):
@@ -226,8 +223,7 @@ def _compiled_samples(model: ModelConfig, samples: int, devices: int):
     import jax
     import jax.numpy as jnp
 
-    from . import transformer
-    from .sequences import preference
+    from gamesim.lm.sequences import preference
 
     batch, _ = data_sharding(devices)
 
@@ -259,28 +255,6 @@ def sampled_metrics(params, ref, model: ModelConfig, oracle: dict, key, samples:
     return out
 
 
-def initial_params(model: ModelConfig, init_seed: int = 0) -> dict:
-    """The initial model, which is also π_ref: `transformer.init` from `init_seed`."""
-    import jax
-
-    from . import transformer
-
-    return transformer.init(jax.random.split(jax.random.PRNGKey(init_seed))[0], model)
-
-
-def initial_policy(model: ModelConfig, init_seed: int = 0) -> np.ndarray:
-    """π_ref of an enumerable model: the initial model's probabilities, (C, V^L), float64."""
-    from . import transformer
-
-    return _normalize(transformer.enumerate_log_probs(initial_params(model, init_seed), model))
-
-
-def _normalize(log_probs) -> np.ndarray:
-    logp = np.asarray(log_probs, np.float64)
-    pi = np.exp(logp - logp.max(-1, keepdims=True))
-    return pi / pi.sum(-1, keepdims=True)
-
-
 # --- the run ----------------------------------------------------------------------------------------
 def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
         progress: bool | None = None, stop_after: int | None = None, devices: int | None = None,
@@ -295,17 +269,17 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
     metrics' samples over that many devices (`data_sharding`). `yes`: consent to a run estimated
     above the `guards` thresholds (None: warn).
     """
-    from .rundir import RunDirectory
+    from gamesim.core.rundir import RunDirectory
 
     if out is not None and not isinstance(out, RunDirectory):
         with RunDirectory.open(out, "resume" if resume else "overwrite") as directory:
             return run(model, s, directory, resume, progress, stop_after, devices, checkpoint_every, yes)
     import jax
 
-    from . import __version__, transformer
-    from .guards import confirm, lm_estimate
-    from .results import versions
-    from .sequences import DENSE_LIMIT, load_oracle, reference_game
+    from gamesim.core import VERSION as __version__
+    from gamesim.core.guards import confirm, lm_estimate
+    from gamesim.engine.results import versions
+    from gamesim.lm.sequences import DENSE_LIMIT, load_oracle, reference_game
 
     devices = _check_devices(s, devices)
     exact = s.metrics == "exact" or (s.metrics == "auto" and model.num_responses <= DENSE_LIMIT)
@@ -316,10 +290,10 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
     oracle = load_oracle(s.oracle, model.vocab, model.length)
     k_run = jax.random.split(jax.random.PRNGKey(s.seed))[1]
     k_eval = jax.random.fold_in(jax.random.PRNGKey(s.seed), 1)
-    ref = initial_params(model, s.init_seed)
+    ref = transformer.initial_params(model, s.init_seed)
     if exact:
-        game = reference_game(oracle, _normalize(transformer.enumerate_log_probs(ref, model)))
-        from .equilibria import solve
+        game = reference_game(oracle, transformer.normalize(transformer.enumerate_log_probs(ref, model)))
+        from gamesim.core.equilibria import solve
 
         eq_tau = solve(game, s.tau).policy if s.tau > 0 else None
     arrays = {k: jax.numpy.asarray(v, dtype=model.dtype) for k, v in oracle.arrays.items()}
@@ -343,7 +317,7 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
 
     if not rows:
         record(0, params)
-    from .guards import progress_bar
+    from gamesim.core.guards import progress_bar
 
     bar = progress_bar(progress, s.iterations, start, s.iterations * s.steps * s.pairs > 1e5)
     t0, t, interrupted = time.perf_counter(), start, False
@@ -395,7 +369,7 @@ def _save(out, config, params, opt_state, t, rows, seconds, versions=None):
     """Commit the run so far (the state at record t) to the run directory `out`, as one unit."""
     import jax
 
-    from .results import json_ready
+    from gamesim.engine.results import json_ready
 
     leaves = jax.tree_util.tree_leaves((params, opt_state))
     names = list(rows[0])
@@ -417,7 +391,7 @@ def _save(out, config, params, opt_state, t, rows, seconds, versions=None):
 def _load_checkpoint(out: Path, config, params_like, opt_like):
     import jax
 
-    from .rundir import read
+    from gamesim.core.rundir import read
 
     info, files = read(out)
     try:

@@ -11,7 +11,6 @@ An `Algorithm` is (init, step, log_policy) over a state pytree, so that methods 
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from dataclasses import dataclass, field
 
 import jax.numpy as jnp
 
-from . import updates as u
-from .errors import GamesimError
-from .metrics import matvec
+from gamesim.dynamics import updates as u
+from gamesim.core.errors import GamesimError
+from gamesim.core.names import did_you_mean
+from gamesim.core.metrics import matvec
 
 
 # --- step-size converters ------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def egpo_settings(method: str, *, lr: float, beta: float, n: int, samples: int |
 
     Start from π_0 = π_ref (`init="reference"`), as EGPO does. `samples`: EGPO's sampled variant
     with that many samples per step (its runs: 100): sampled feedback with `recipe="egpo"` and the
-    soft oracle (EGPO reads P itself), whose expected step is the exact one (`gamesim.bandit`).
+    soft oracle (EGPO reads P itself), whose expected step is the exact one (`gamesim.bandit.sampled`).
     """
     if method not in EGPO_METHODS:
         raise GamesimError(f"EGPO's methods are {', '.join(EGPO_METHODS)}; got {method!r}")
@@ -168,8 +168,7 @@ class Algorithm:
         """The full hyperparameters: `given` checked against `params`, defaults filled in."""
         for key in given:
             if key not in self.params:
-                close = difflib.get_close_matches(key, list(self.params), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(key, self.params)
                 takes = ", ".join(self.params) or "no hyperparameters"
                 raise GamesimError(f"{self.name} has no hyperparameter {key!r}{hint}; it takes {takes}")
         out = {}
@@ -371,7 +370,7 @@ def register_algorithm(alg: Algorithm) -> Algorithm:
     built-in names cannot be replaced (to run your code in a built-in's place in its claims, use
     `verify(algorithms={"inpo": alg})` or `gamesim verify --substitute inpo=NAME`)."""
     if not isinstance(alg, Algorithm):
-        raise GamesimError(f"register_algorithm takes a gamesim.algorithms.Algorithm, not {type(alg).__name__}")
+        raise GamesimError(f"register_algorithm takes a gamesim.dynamics.algorithms.Algorithm, not {type(alg).__name__}")
     if not (isinstance(alg.name, str) and alg.name and alg.name.replace("-", "").replace("_", "").isalnum()):
         raise GamesimError(f"an algorithm's name is letters, digits, '-' and '_', not {alg.name!r}")
     if alg.name in ALGORITHMS and ALGORITHMS[alg.name] is not alg:
@@ -386,7 +385,5 @@ def get_algorithm(name) -> Algorithm:
     if isinstance(name, Algorithm):
         return name
     if name not in ALGORITHMS:
-        close = difflib.get_close_matches(str(name), list(ALGORITHMS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise GamesimError(f"unknown algorithm {name!r}{hint}; choose from {', '.join(ALGORITHMS)}")
+        raise GamesimError(f"unknown algorithm {name!r}{did_you_mean(name, ALGORITHMS)}; choose from {', '.join(ALGORITHMS)}")
     return ALGORITHMS[name]

@@ -31,7 +31,6 @@ the resolved spec and its hash, versions, git commit, timings).
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import hashlib
 import itertools
@@ -45,8 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GamesimError
-from .files import atomic_open
+from gamesim.core.errors import GamesimError
+from gamesim.core.files import atomic_open
+from gamesim.core.names import check_keys, check_name
 
 AXIS_KEYS = ("games", "algorithms", "eta", "tau", "iterations", "seeds")
 RUN_KEYS = AXIS_KEYS + ("record_every", "records", "init", "schedule", "feedback", "dtype", "metrics",
@@ -64,30 +64,11 @@ AXIS_NAMES = {"games": "game", "algorithms": "algorithm", "seeds": "seed"}
 
 
 def _hyperparameter_keys() -> tuple:
-    from .algorithms import ALGORITHMS
-    from .engine import SAMPLING_OPTIONS
+    from gamesim.dynamics.algorithms import ALGORITHMS
+    from gamesim.engine.simulation import SAMPLING_OPTIONS
 
     names = {k for a in ALGORITHMS.values() for k in a.params}
     return tuple(sorted(names)) + SAMPLING_OPTIONS + SAMPLED_PARAMS + MLP_PARAMS
-
-
-def check_name(name, what: str) -> None:
-    """Names that become parts of file names: letters, digits, '-', '_' and '.', not starting with
-    '.', at most 64 characters (no path separators, no '..')."""
-    ok = isinstance(name, str) and 0 < len(name) <= 64 and name[0].isalnum() and ".." not in name and \
-        all(c.isalnum() or c in "-_." for c in name)
-    if not ok:
-        raise GamesimError(f"{what} {name!r} is not a plain name (letters, digits, '-', '_', '.'; no path "
-                           "separators or '..'); rename it")
-
-
-def check_keys(keys, valid, where: str) -> None:
-    """Raise GamesimError naming the first key not in `valid`, with the closest valid one."""
-    for key in keys:
-        if key not in valid:
-            close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(map(str, valid))}"
-            raise GamesimError(f"unknown {where} {key!r}; {hint}")
 
 
 # --- the spec ----------------------------------------------------------------------------------------
@@ -135,7 +116,7 @@ def _source_fingerprint() -> str:
 def code_fingerprint() -> str:
     """A hash of gamesim's source (less the drawing and the command line, which do not change
     results) and of every plugin loaded: a cached cell or study is reused only by the code that made it."""
-    from .plugins import fingerprint
+    from gamesim.studies.plugins import fingerprint
 
     plugins = fingerprint()
     if not plugins:
@@ -186,7 +167,7 @@ def load_spec(path, quick: bool = False, allow_plugins: bool = False) -> Study:
         groups[name] = _group(name, merged, f"{where} group {name!r}")
         resolved_groups.append({"name": name, **merged})
     panels = raw["panel"]
-    from .plots import check_panel
+    from gamesim.studies.plots import check_panel
 
     for i, panel in enumerate(panels):
         check_panel(panel, groups, f"{where} panel {i + 1}")
@@ -201,16 +182,16 @@ def _load_plugins(plugins, spec_path: Path, allowed: bool) -> None:
     if plugins and not allowed:
         raise GamesimError(f"{spec_path.name} lists plugins ({', '.join(plugins)}), which run Python code; "
                            "pass --allow-plugins to run them (or load them yourself with --plugin FILE)")
-    from .plugins import load_plugin
+    from gamesim.studies.plugins import load_plugin
 
     for plugin in plugins:
         load_plugin(spec_path.parent / plugin)
 
 
 def _group(name: str, table: dict, where: str) -> Group:
-    from .algorithms import ALGORITHMS
-    from .games import load_game
-    from .metrics import METRICS, SAMPLED_METRICS
+    from gamesim.dynamics.algorithms import ALGORITHMS
+    from gamesim.core.games import load_game
+    from gamesim.core.metrics import METRICS, SAMPLED_METRICS
 
     for key in ("games", "algorithms", "iterations"):
         if key not in table:
@@ -234,8 +215,8 @@ def _group(name: str, table: dict, where: str) -> Group:
                            f"(EGPO's neural policy), not {table['mode']!r}")
     valid_algorithms = ALGORITHMS
     if table.get("mode") == "mlp":
-        from .algorithms import EGPO_METHODS
-        from .mlp import METRICS as MLP_METRICS, check_games
+        from gamesim.dynamics.algorithms import EGPO_METHODS
+        from gamesim.lm.mlp import METRICS as MLP_METRICS, check_games
 
         check_keys(table, MLP_KEYS, f"key in {where} (a mode = 'mlp' group)")
         for key in ("lr", "tau"):
@@ -249,8 +230,8 @@ def _group(name: str, table: dict, where: str) -> Group:
         valid_algorithms = EGPO_METHODS
     lm_mode = table.get("mode") == "lm"
     if lm_mode:
-        from .games import parse_spec
-        from .lm import LM_ALGORITHMS
+        from gamesim.core.games import parse_spec
+        from gamesim.lm.training import LM_ALGORITHMS
 
         check_keys(table, LM_KEYS, f"key in {where} (a mode = 'lm' group)")
         if policies:
@@ -276,7 +257,7 @@ def _group(name: str, table: dict, where: str) -> Group:
         check_keys(metrics, valid_metrics, f"metric in {where}")
     if "record_every" in table and "records" in table:
         raise GamesimError(f"{where}: give records or record_every, not both")
-    from .guards import check_iterations
+    from gamesim.core.guards import check_iterations
 
     for key in ("iterations", "records", "record_every"):
         for value in (table[key] if isinstance(table.get(key), list) else [table.get(key, 1)]):
@@ -321,7 +302,7 @@ class Cell:
 
 def cells(group: Group) -> list[Cell]:
     """The group's cells: one per point of the non-game, non-seed axes and per shape of game."""
-    from .games import load_game
+    from gamesim.core.games import load_game
 
     games = [load_game(g) for g in group.axes["game"]]
     shapes: dict = {}
@@ -342,9 +323,10 @@ def cells(group: Group) -> list[Cell]:
 
 def _simulate_cell(cell: Cell, group: Group):
     """simulate_batch over (games × seeds) of the cell; returns the Trajectory (batch G·S)."""
-    from . import engine, theory
-    from .algorithms import get_algorithm
-    from .games import load_game
+    from gamesim.engine import simulation as engine
+    from gamesim.dynamics import theory
+    from gamesim.dynamics.algorithms import get_algorithm
+    from gamesim.core.games import load_game
 
     c = dict(cell.config)
     mode = c.pop("mode", "tabular")
@@ -378,11 +360,11 @@ def _simulate_cell(cell: Cell, group: Group):
 
 def _lm_cell(c: dict):
     """A mode = "lm" cell: one `lm.run` per (sequence game, seed), stacked like a batch Trajectory."""
-    from . import lm
-    from .engine import Trajectory
-    from .games import parse_spec
-    from .sequences import oracle_spec
-    from .transformer import CONFIGS
+    from gamesim.lm import training as lm
+    from gamesim.engine.simulation import Trajectory
+    from gamesim.core.games import parse_spec
+    from gamesim.lm.sequences import oracle_spec
+    from gamesim.lm.transformer import CONFIGS
 
     T, records = int(c["iterations"]), c.get("records")
     if records and T % records:
@@ -405,7 +387,7 @@ def _lm_cell(c: dict):
 
 def _mlp_cell(c: dict):
     """A mode = "mlp" cell: `mlp.run` of one EGPO method, each seed one network over the cell's games."""
-    from . import mlp
+    from gamesim.lm import mlp
 
     T, records = int(c["iterations"]), c.get("records")
     if records and T % records:
@@ -447,7 +429,7 @@ def _index(values, value, dim) -> int:
 
 def _cell_estimate(cell: Cell):
     """The guards' estimate of a cell (one batched run, plus about a second of compilation)."""
-    from .guards import Estimate, run_estimate
+    from gamesim.core.guards import Estimate, run_estimate
 
     c = cell.config
     if c.get("mode") == "lm":
@@ -460,7 +442,7 @@ def _cell_estimate(cell: Cell):
 
 @functools.lru_cache(maxsize=256)
 def _shape(spec: str) -> tuple[int, int]:
-    from .games import load_game
+    from gamesim.core.games import load_game
 
     game = load_game(spec)
     return game.n, game.num_contexts
@@ -477,7 +459,7 @@ def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bo
         log(f"{study.name}: results up to date ({results_dir / study.name}.npz)")
         return saved
     cell_dir = results_dir / study.name / "cells"
-    from .guards import confirm, study_estimate
+    from gamesim.core.guards import confirm, study_estimate
 
     pending = [cell for group in study.groups.values() for cell in cells(group)
                if force or not (cell_dir / f"{cell.group}_{cell.key}.npz").exists()]
@@ -609,8 +591,8 @@ def _resolve_ref(git_dir: Path, head: str) -> str | None:
 
 
 def _write_results(study: Study, results_dir: Path, out: dict, timings: dict, seconds: float) -> None:
-    from . import __version__
-    from .results import versions
+    from gamesim.core import VERSION as __version__
+    from gamesim.engine.results import versions
 
     arrays = {f"{g}/{name}": a for g, r in out.items() for name, a in r.arrays.items()}
     with atomic_open(results_dir / f"{study.name}.npz", "wb") as f:
@@ -663,7 +645,7 @@ def _sha256(path: Path) -> str:
 
 # --- the commands ------------------------------------------------------------------------------------
 def plot_study(study: Study, results: dict, figures_dir) -> list[Path]:
-    from .plots import draw
+    from gamesim.studies.plots import draw
 
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-from .errors import GamesimError
+from gamesim.core.errors import GamesimError
 
 MEMORY_SHARE = 0.5
 """Refuse a job whose estimated memory exceeds this share of the physical memory."""

@@ -35,10 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import losses
-from .algorithms import EGPO_METHODS
-from .errors import GamesimError
-from .metrics import duality_gaps, kl, matvec
+from gamesim.dynamics import losses
+from gamesim.dynamics.algorithms import EGPO_METHODS
+from gamesim.core.errors import GamesimError
+from gamesim.core.metrics import duality_gaps, kl, matvec
 
 METRICS = ("gap_reg", "gap", "kl_to_ref")
 """What `run` records (their definitions: `metrics.METRICS`), τ = β for gap_reg."""
@@ -157,7 +157,7 @@ def _whole(value, name: str, low: int) -> int:
 def check_games(games) -> list:
     """The games of one batch of runs (loaded), or GamesimError: single-context games of one size
     n ≥ 2 (the network's output layer), without a reference of their own (π_ref is the network's)."""
-    from .games import load_game
+    from gamesim.core.games import load_game
 
     if isinstance(games, str) or not games:
         raise GamesimError("mlp: games is a non-empty list of games, one per run (EGPO: 10 random games)")
@@ -186,7 +186,7 @@ def run(games, method: str, *, lr: float, beta: float, iterations: int, record_e
     EGPO's exact neural config: lr = 3e-3, beta = 0.01, iterations = 10000, hidden = 10, depth = 3,
     10 games `random:n=100`.
     """
-    from .engine import Trajectory
+    from gamesim.engine.simulation import Trajectory
 
     if method not in EGPO_METHODS:
         raise GamesimError(f"mlp: EGPO's methods are {', '.join(EGPO_METHODS)}; got {method!r}")

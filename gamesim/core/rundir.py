@@ -26,7 +26,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import GamesimError
+from gamesim.core.errors import GamesimError
 
 FORMAT = 1
 """The run directory format written by this version (run.json's "format")."""

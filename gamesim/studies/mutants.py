@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import updates as u
-from .algorithms import get_algorithm, refreshing
-from .claims import CLAIMS, check_claim, run, select
+from gamesim.dynamics import updates as u
+from gamesim.dynamics.algorithms import get_algorithm, refreshing
+from gamesim.studies.claims import CLAIMS, check_claim, run, select
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def _nash_md_mutants() -> dict:
 def _average_without_first(runner: Callable) -> Callable:
     """Runs as `runner`, but the average-iterate metrics are those of the mean of π_1..π_t (π_0
     left out, the bug), recomputed from every iterate and then read at the requested records."""
-    from .claims import _gap, _stacked
+    from gamesim.studies.claims import _gap, _stacked
 
     def wrapped(game, algorithm, batch=False, **kwargs):
         k = kwargs.pop("record_every", 1)

@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
-from .errors import GamesimError
+from gamesim.core.errors import GamesimError
 
 LOADED: dict[Path, tuple[ModuleType, str]] = {}
 """Resolved path → (module, sha1 of its source) of every plugin loaded in this process."""

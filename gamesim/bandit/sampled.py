@@ -50,8 +50,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from .algorithms import Param, get_algorithm
-from .errors import GamesimError
+from gamesim.dynamics.algorithms import Param, get_algorithm
+from gamesim.core.errors import GamesimError
 
 SAMPLED = ("inpo", "nash-md", "online-ipo", "sppo", "iterative-dpo", "omd", "extragradient", "nash-md-pg")
 RECIPES = {"inpo": ("pairs", "best-worst"), "nash-md": ("pairs", "egpo"), "online-ipo": ("pairs", "egpo"),
@@ -62,7 +62,7 @@ LBFGS_STEPS = 100
 
 
 def _queries(name: str, recipe: str, N: int, K: int) -> int:
-    from . import feedback
+    from gamesim.bandit import feedback
 
     if name == "sppo":
         return N * feedback.win_rates_queries(K)
@@ -112,7 +112,7 @@ def sampled_algorithm(name: str, pairs: int = 64, recipe: str | None = None, sam
     if recipe == "egpo":
         if (fit, steps, batch) != ("exact", 10, None):
             raise GamesimError("recipe='egpo' takes one SGD step per iteration at the learning rate that "
-                               "matches η (see gamesim.bandit); leave fit, steps and batch unset")
+                               "matches η (see gamesim.bandit.sampled); leave fit, steps and batch unset")
         params.update(exact.params)  # Nash-MD's mix_ratio, Nash-MD-PG's beta
         step = _egpo_step(name, pairs, oracle == "hard")
     else:
@@ -145,7 +145,8 @@ def collect(name, recipe, N, K, key, log_pi, A, log_ref, eta, tau, oracle):
     """One context's data for `name`, with the anchor c and the target scale of its loss."""
     import jax
 
-    from . import feedback, losses
+    from gamesim.bandit import feedback
+    from gamesim.dynamics import losses
 
     if name == "sppo":
         rates = feedback.win_rates(key, log_pi, A, oracle, N, K)
@@ -165,7 +166,7 @@ def data_loss(name, theta, data, anchor, scale, log_pi, eta):
     """`name`'s loss of the logits θ on one context's data (see the table above)."""
     import jax
 
-    from . import losses
+    from gamesim.dynamics import losses
 
     if name == "sppo":
         return losses.sppo_loss(jax.nn.log_softmax(theta), log_pi, eta, data.response, data.win_rate, data.weight)
@@ -181,7 +182,7 @@ def exact_fit(name, data, anchor, scale, log_pi, eta, scores):
     import jax.numpy as jnp
     import optax
 
-    from .updates import bradley_terry_fit
+    from gamesim.dynamics.updates import bradley_terry_fit
 
     n = log_pi.shape[-1]
     if name == "sppo":
@@ -232,7 +233,7 @@ def _make_step(name, recipe, N, K, fit, steps, batch, hard):
     import jax
     import optax
 
-    from . import feedback
+    from gamesim.bandit import feedback
 
     def context_step(key, log_pi, A, log_ref, scores, eta, tau, params):
         oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])
@@ -263,7 +264,7 @@ def egpo_data(name, key, log_pi, log_ref, A, oracle, N, eta, tau, params, log_op
     import jax
     import jax.numpy as jnp
 
-    from . import feedback
+    from gamesim.bandit import feedback
 
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
     if name == "online-ipo":
@@ -290,7 +291,7 @@ def egpo_loss(name, theta, data, log_pi, log_ref, tau):
     import jax
     import jax.numpy as jnp
 
-    from . import losses
+    from gamesim.dynamics import losses
 
     if name == "nash-md-pg":
         d = log_pi - log_ref  # π_t's, held fixed
@@ -306,7 +307,7 @@ def egpo_lr(name, eta, tau, n):
 def _egpo_step(name, N, hard):
     import jax
 
-    from . import feedback
+    from gamesim.bandit import feedback
 
     def context_step(key, log_pi, A, log_ref, eta, tau, params):
         oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])

@@ -26,7 +26,7 @@ import math
 import numba
 import numpy as np
 
-from .updates import mirror_logits
+from gamesim.dynamics.updates import mirror_logits
 
 CHAINS = {"omd": (False, True), "hedge": (False, False), "nash-md": (True, False)}
 """numba_chain → (a geometric-mixture step first, τ in the scored step)."""

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import log_softmax
 
-from .metrics import matvec
+from gamesim.core.metrics import matvec
 
 
 def mirror_logits(log_pi, log_ref, scores, eta, tau):
@@ -119,7 +119,7 @@ def refresh_magnet(log_pi, log_magnet, since, A, tau, every, gap_threshold):
     so a gap trigger then resets every step, which is Hedge (log π_{t+1} = log π_t + ηAπ_t) and
     drifts: the threshold bounds the accuracy reached.
     """
-    from .metrics import duality_gaps
+    from gamesim.core.metrics import duality_gaps
 
     since = since + 1
     inner_gap = duality_gaps(A, log_magnet, log_pi, tau)

@@ -22,7 +22,7 @@ renormalized at the sequence level.
 
 Responses are indexed y ↔ Σ_i y_i V^{L−i} (base-V digits, y_1 most significant) by
 `index_to_tokens`/`tokens_to_index`; `enumerate_log_probs` tabulates log π(y|c) over all V^L
-responses when that is at most 65536, so exact metrics of `gamesim.metrics` apply to the policy.
+responses when that is at most 65536, so exact metrics of `gamesim.core.metrics` apply to the policy.
 
 The array functions are jitted with `config` static (a frozen, hashable dataclass), and compose
 with jit/vmap/grad. Context ids are not range-checked inside jit (an out-of-range id would be
@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import GamesimError
+from gamesim.core.errors import GamesimError
 
 MAX_ENUMERABLE = 65536
 """Largest V^L for which `enumerate_log_probs` tabulates every response."""
@@ -330,3 +330,20 @@ def _enumerate(params, config: ModelConfig, batch: int, mix):
 
     table = jax.lax.map(chunk, tokens)                     # (chunks, C, batch)
     return table.transpose(1, 0, 2).reshape(C, chunks * batch)[:, :N]
+
+
+def initial_params(model: ModelConfig, init_seed: int = 0) -> dict:
+    """The initial model, which is also π_ref: `transformer.init` from `init_seed`."""
+    return init(jax.random.split(jax.random.PRNGKey(init_seed))[0], model)
+
+
+def initial_policy(model: ModelConfig, init_seed: int = 0) -> np.ndarray:
+    """π_ref of an enumerable model: the initial model's probabilities, (C, V^L), float64."""
+    return normalize(enumerate_log_probs(initial_params(model, init_seed), model))
+
+
+def normalize(log_probs) -> np.ndarray:
+    """Probabilities from log-probabilities, renormalized in float64."""
+    logp = np.asarray(log_probs, np.float64)
+    pi = np.exp(logp - logp.max(-1, keepdims=True))
+    return pi / pi.sum(-1, keepdims=True)

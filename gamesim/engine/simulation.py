@@ -28,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from .algorithms import Algorithm, get_algorithm, numba_chain
-from .equilibria import check_tau, solve
-from .errors import GamesimError
-from .games import PreferenceGame, load_game
-from .guards import check_iterations, confirm, progress_bar, run_estimate
-from .metrics import BEST, METRICS, best_so_far
+from gamesim.dynamics.algorithms import Algorithm, get_algorithm, numba_chain
+from gamesim.core.equilibria import check_tau, solve
+from gamesim.core.errors import GamesimError
+from gamesim.core.games import PreferenceGame, load_game
+from gamesim.core.guards import check_iterations, confirm, progress_bar, run_estimate
+from gamesim.core.metrics import BEST, METRICS, best_so_far
 
 RECORDED = [name for name in METRICS if name not in BEST]
 """The metrics computed at each record (the best-iterate ones are running minima of these)."""
@@ -89,11 +89,11 @@ def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int =
     `checkpoint_every` seconds of running, between chunks (`gamesim run` saves it).
     yes: consent to a run whose estimated time or size is above the `guards` thresholds (None,
     the default, warns and runs; False refuses); a run that cannot fit in memory is refused.
-    hyperparameters: the algorithm's own (e.g. beta=, refresh_every=); `gamesim.algorithms`
+    hyperparameters: the algorithm's own (e.g. beta=, refresh_every=); `gamesim.dynamics.algorithms`
     lists them with their defaults.
     feedback: "exact" (full information) or "sampled": learn from sampled preference queries,
     set up by pairs=, recipe=, samples=, fit=, steps=, batch=, oracle= and the hyperparameters
-    lr=, flip=, position_bias= (see `gamesim.bandit`); `seed` seeds the draws.
+    lr=, flip=, position_bias= (see `gamesim.bandit.sampled`); `seed` seeds the draws.
     backend: "auto", "jax" or "numba" (see `choose_backend`).
     """
     batch = simulate_batch([game], algorithm, eta=[eta], tau=[tau], iterations=iterations,
@@ -132,7 +132,7 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     """
     sampling = {k: hyperparameters.pop(k) for k in SAMPLING_OPTIONS if k in hyperparameters}
     if feedback == "sampled":
-        from .bandit import sampled_algorithm
+        from gamesim.bandit.sampled import sampled_algorithm
 
         alg = sampled_algorithm(getattr(algorithm, "name", algorithm), **sampling)
     elif feedback == "exact":
@@ -300,7 +300,7 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
     records = [] if resume_from is None else [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
     if backend == "numba":
-        from . import numba_engine
+        from gamesim.engine import numba_backend as numba_engine
 
         log_ref_g = log_ref if not shared else log_ref[None]
         AT = np.ascontiguousarray(np.swapaxes(A if not shared else A[None], -1, -2))
@@ -432,7 +432,7 @@ def code_digest(*functions) -> str:
 
 def run_fingerprint(alg, games_b, etas, taus, seeds, log_pi0, params, schedule, dtype, k, feedback) -> dict:
     """Everything that determines a (batch of) trajectories, as short JSON values (`FINGERPRINT_NAMES`)."""
-    from . import __version__
+    from gamesim.core import VERSION as __version__
 
     return {"game": [_digest(g.P, g.stacked_reference, g.weights) for g in games_b],
             "algorithm": f"{alg.name}:{code_digest(alg.step, alg.init, alg.log_policy)}",
@@ -543,7 +543,7 @@ def _per_run(init, step, log_policy):
     import jax
     import jax.numpy as jnp
 
-    from .metrics import Accumulators, accumulate, record
+    from gamesim.core.metrics import Accumulators, accumulate, record
 
     def snapshot(state, acc, consts, hyper):
         A, log_ref = consts

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GamesimError
-from .rundir import RunDirectory, read
+from gamesim.core.errors import GamesimError
+from gamesim.core.rundir import RunDirectory, read
 
 
 def versions(gamesim_version: str) -> dict:
@@ -83,7 +83,7 @@ def read_run(out: Path, config: dict):
     """The Trajectory saved in the run directory `out` (every file checked against its manifest),
     refused with a one-line error when the command's settings differ from the saved ones (the
     engine then checks the fingerprint: the game's content, the algorithm's code, π_0, …)."""
-    from .engine import Trajectory
+    from gamesim.engine.simulation import Trajectory
 
     info, files = read(out)
     changed = [SETTING_NAMES.get(k, f"--{k.replace('_', '-')}") for k in sorted(set(config) | set(info["config"]))

@@ -41,8 +41,8 @@ import numpy as np
 from scipy.optimize import linprog
 from scipy.special import log_softmax, softmax
 
-from .errors import GamesimError
-from .games import PreferenceGame, load_game
+from gamesim.core.errors import GamesimError
+from gamesim.core.games import PreferenceGame, load_game
 
 RESIDUAL_TARGET = 1e-13
 MIN_TAU = 1e-10
@@ -77,7 +77,7 @@ def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
     game = load_game(game)
     tau = check_tau(tau)
     if tau not in game.solutions:
-        from .guards import confirm, solve_estimate
+        from gamesim.core.guards import confirm, solve_estimate
 
         confirm(solve_estimate(game.n, game.num_contexts, tau), yes)
         game.solutions[tau] = _solve(game, tau)
@@ -85,8 +85,6 @@ def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
 
 
 def _solve(game: PreferenceGame, tau: float) -> Equilibrium:
-    from .metrics import duality_gap  # jax: imported on use
-
     policies, methods = [], set()
     for A, ref in zip(game.payoff, game.stacked_reference):
         pi, method = (_von_neumann_winner(A) if tau == 0 else _regularized(A, np.log(ref), tau))
@@ -96,6 +94,19 @@ def _solve(game: PreferenceGame, tau: float) -> Equilibrium:
     policy.setflags(write=False)
     gap = duality_gap(game, policy, tau)
     return Equilibrium(policy, 0.5 - gap / 2, gap, tau, "+".join(sorted(methods)))
+
+
+def duality_gap(game, policy, tau: float = 0.0) -> float:
+    """DualGap_τ of `policy` ((n,) or (C, n)) on `game` (a PreferenceGame or spec), ρ-weighted."""
+    import jax  # JAX loads on first use, not with `import gamesim`
+
+    from gamesim.core.metrics import duality_gaps
+
+    game = load_game(game)
+    stack = game.stack_policy(policy)
+    with jax.enable_x64(True), np.errstate(divide="ignore"):
+        gaps = duality_gaps(game.payoff, np.log(game.stacked_reference), np.log(stack), check_tau(tau))
+        return float(game.weights @ np.asarray(gaps))
 
 
 def check_tau(tau) -> float:
@@ -276,7 +287,7 @@ def _regularized(A: np.ndarray, log_ref: np.ndarray, tau: float) -> tuple[np.nda
     if ok:
         return np.exp(x), "newton"
     # continuation: halve τ from a value where π*_τ is close to π_ref
-    from .guards import progress_bar
+    from gamesim.core.guards import progress_bar
 
     taus = [tau]
     while taus[-1] < 1.0:

@@ -39,7 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import GamesimError
+from gamesim.core.errors import GamesimError
+from gamesim.core.names import check_keys
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 ALGORITHM_STYLE = {  # label, colour, line style, marker: the same in every figure
@@ -54,7 +55,7 @@ ALGORITHM_STYLE = {  # label, colour, line style, marker: the same in every figu
     "fictitious-play": ("fictitious play", "#000000", ":", "1"), "replicator": ("replicator", "#E69F00", "--", "2"),
     "mmd-moving-magnet": ("MMD, moving magnet", "#D55E00", "-", "*"), "apmd": ("APMD (slingshot)", "#0072B2", "-", "P"),
     "mwu": ("MWU", "#E69F00", "-", "o"), "omwu": ("optimistic MWU", "#009E73", "--", "D"),
-    # EGPO's methods by its own names (gamesim.mlp, mode = "mlp")
+    # EGPO's methods by its own names (gamesim.lm.mlp, mode = "mlp")
     "online-ipo-1": ("Online IPO 1 (OMD)", "#0072B2", "-", "s"), "online-ipo-2": ("Online IPO 2", "#CC79A7", "--", "o"),
     "egpo": ("EGPO", "#D55E00", "--", "x"),
 }
@@ -88,7 +89,6 @@ COMMON = ("kind", "group", "groups", "select", "hue", "hue_symbol", "title", "xl
 
 def check_panel(panel: dict, groups: dict, where: str) -> None:
     """Raise GamesimError for an unknown key, kind, group, axis, metric or overlay in a panel."""
-    from .study import check_keys
 
     check_keys([panel.get("kind", "?")], list(KINDS), f"panel kind in {where}")
     kind = panel["kind"]
@@ -106,7 +106,7 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
             if g.metrics is not None:
                 check_keys([panel["metric"]], g.metrics, f"metric in {where} (not recorded by group {name!r})")
             elif g.fixed.get("mode", "tabular") == "tabular":
-                from .metrics import METRICS, SAMPLED_METRICS
+                from gamesim.core.metrics import METRICS, SAMPLED_METRICS
 
                 check_keys([panel["metric"]], [*METRICS, *SAMPLED_METRICS], f"metric in {where}")
         for key in ("hue",) + (("x", "y") if kind == "heatmap" else ()):
@@ -176,7 +176,7 @@ def draw(study, results: dict, base: Path) -> list[Path]:
             text = "\n".join(textwrap.fill(p, width) for p in spec["caption"].strip().split("\n\n"))
             fig.text(0.01, 0.0, text, ha="left", va="top", fontsize=8, wrap=False)
         paths = [base.with_suffix(".pdf"), base.with_suffix(".png")]
-        from .files import atomic_open
+        from gamesim.core.files import atomic_open
 
         for path in paths:
             with atomic_open(path, "wb") as f:
@@ -245,7 +245,7 @@ def _run_params(group, hue, value, panel, extra=None) -> dict:
 
 def _line_game(group, select: dict):
     """The game of a line (its selected game, else the group's first)."""
-    from .games import load_game
+    from gamesim.core.games import load_game
 
     return load_game(select.get("game", group.axes["game"][0]))
 
@@ -253,8 +253,8 @@ def _line_game(group, select: dict):
 def _constants(game, params) -> tuple[float, float]:
     """The bounds' a-priori constants for a run: D = log(1/min π_ref) and INPO's Assumption A bound
     B from π_0 and τ (`theory.assumption_a_bound`), never measured on the run."""
-    from . import theory
-    from .engine import initial_policy
+    from gamesim.dynamics import theory
+    from gamesim.engine.simulation import initial_policy
 
     D = float(np.log(1 / game.stacked_reference.min()))
     tau = params.get("tau", 0.0)
@@ -266,7 +266,7 @@ def _constants(game, params) -> tuple[float, float]:
 
 
 def _theory(name, t, params, game, y0):
-    from . import theory
+    from gamesim.dynamics import theory
 
     D, B = _constants(game, params)
     tau, eta = params.get("tau", 0.0), params.get("eta")
@@ -423,8 +423,8 @@ def _final(ax, panel, study, results):
 
 
 def _simplex(ax, panel, study, results):
-    from .equilibria import solve
-    from .games import load_game
+    from gamesim.core.equilibria import solve
+    from gamesim.core.games import load_game
 
     gname = _group_names(panel, study.groups)[0]
     group = study.groups[gname]

@@ -100,21 +100,6 @@ def duality_gaps(A, log_ref, log_pi, tau):
     return jnp.maximum(jnp.where(positive, regularized, 2 * jnp.max(Api, axis=-1)), 0.0)
 
 
-def duality_gap(game, policy, tau: float = 0.0) -> float:
-    """DualGap_τ of `policy` ((n,) or (C, n)) on `game` (a PreferenceGame or spec), ρ-weighted."""
-    import jax
-    import numpy as np
-
-    from .equilibria import check_tau
-    from .games import load_game
-
-    game = load_game(game)
-    stack = game.stack_policy(policy)
-    with jax.enable_x64(True), np.errstate(divide="ignore"):
-        gaps = duality_gaps(game.payoff, np.log(game.stacked_reference), np.log(stack), check_tau(tau))
-        return float(game.weights @ np.asarray(gaps))
-
-
 class Accumulators(NamedTuple):
     """Running sums over the iterates played so far, π_0..π_t, per context.
 
