@@ -71,27 +71,31 @@ SIGTERM_GRACE = 30.0
 def _honour_sigterm(own_process: bool) -> None:
     """SIGTERM stops every command like Ctrl-C: the command saves what it has and exits (130).
 
-    In its own process gamesim blocks SIGTERM in every thread and waits for it on a watcher
-    thread, which interrupts the main thread and, if that is still inside one long computation
-    (a compilation, a large solve) SIGTERM_GRACE seconds later, ends the process (exit 143):
-    a run then keeps its last checkpoint. Called from Python (tests), it only installs a handler.
+    A handler raises KeyboardInterrupt in the main thread at its next bytecode. In its own process,
+    gamesim also has a watcher thread woken through the signal wakeup fd (whichever thread the
+    kernel delivered SIGTERM to, numpy's BLAS threads included): if the main thread is still inside
+    one long computation (a compilation, a large solve) SIGTERM_GRACE seconds later, it ends the
+    process (exit 143), and a run keeps its last checkpoint. Called from Python (tests), it only
+    installs the handler.
     """
-    import threading
+    import threading  # only a command run from the shell needs the watcher
 
     if threading.current_thread() is not threading.main_thread():
         return
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     if not own_process:
-        signal.signal(signal.SIGTERM, _raise_interrupt)
         return
-    import _thread
-    import os
+    import os  # the watcher's exit and clock, as above
+    import socket
     import time
 
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    wake, signalled = socket.socketpair()
+    signalled.setblocking(False)
+    signal.set_wakeup_fd(signalled.fileno(), warn_on_full_buffer=False)
 
     def watch():
-        signal.sigwait({signal.SIGTERM})
-        _thread.interrupt_main()
+        while signal.SIGTERM not in wake.recv(64):
+            pass
         time.sleep(SIGTERM_GRACE)
         os._exit(143)
 

@@ -165,3 +165,19 @@ def test_the_contract_fails_on_a_relative_import_upwards_and_on_the_top(tmp_path
 ])
 def test_a_comment_on_a_block_explains_it(tmp_path, source, expected):
     assert unexplained_lazy_imports(_fake_package(tmp_path, {"core/x.py": source})) == expected
+
+
+def test_module_paths_from_before_the_layers_still_import():
+    """`from gamesim.claims import Claim` (as docs and users' plugins wrote it) is the same module."""
+    import importlib
+
+    import gamesim
+
+    for old, new in gamesim.MOVED.items():
+        assert importlib.import_module(f"gamesim.{old}") is importlib.import_module(f"gamesim.{new}")
+    from gamesim.claims import Claim
+    from gamesim.studies.claims import Claim as Same
+
+    assert Claim is Same
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("gamesim.no_such_module")

@@ -18,8 +18,9 @@ def check_keys(keys, valid, where: str) -> None:
     """Raise GamesimError naming the first key not in `valid`, with the closest valid one."""
     for key in keys:
         if key not in valid:
-            hint = did_you_mean(key, valid, cutoff=0.5) or f" (valid: {', '.join(map(str, valid))})"
-            raise GamesimError(f"unknown {where} {key!r}{hint}")
+            close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.5)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(map(str, valid))}"
+            raise GamesimError(f"unknown {where} {key!r}; {hint}")
 
 
 def check_name(name, what: str) -> None:
