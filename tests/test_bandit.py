@@ -67,14 +67,14 @@ def test_exact_fit_is_the_empirical_minimizer(name, recipe):
     loss = jax.jit(lambda th: bandit.data_loss(name, th, data, anchor, scale, log_pi, 0.7))
     generic = minimize(lambda v: float(loss(jnp.asarray(v))), np.asarray(log_pi), method="BFGS",
                        jac=lambda v: np.asarray(jax.grad(loss)(jnp.asarray(v))), options={"gtol": 1e-12})
-    assert abs(float(loss(theta)) - generic.fun) < 1e-9
+    assert abs(float(loss(theta)) - generic.fun) < 1e-12  # measured ≤ 2.2e-16 over the 7 cases
     if recipe == "pairs":  # unique when the compared pairs connect every response (asserted)
         edges = np.zeros((5, 5))
         edges[np.asarray(data.first), np.asarray(data.second)] = 1
         assert np.linalg.matrix_rank(np.diag((edges + edges.T).sum(1)) - edges - edges.T) == 4
     if recipe != "best-worst":  # its kept pairs may leave θ free on a component
         np.testing.assert_allclose(np.exp(jax.nn.log_softmax(theta)), np.exp(jax.nn.log_softmax(generic.x)),
-                                   atol=1e-5)
+                                   atol=1e-8)  # measured ≤ 9.2e-10 (where BFGS stops); 10× to spare
 
 
 def test_sampled_inpo_step_approaches_the_omd_step_like_one_over_sqrt_n():
