@@ -119,6 +119,9 @@ def test_every_sampled_algorithm_runs_and_stays_a_policy(name, fit):
                     pairs=32, fit=fit, flip=0.1, position_bias=0.05, **({} if fit == "exact" else {"lr": 0.05}))
     assert np.all(np.isfinite(traj.policies)) and np.allclose(traj.policies.sum(-1), 1)
     assert all(np.all(np.isfinite(v)) for v in traj.metrics.values())
+    assert np.abs(traj.policies[1:] - traj.policies[0]).max() > 1e-3  # the sampled steps move the policy
+    queries = np.diff(traj.metrics["queries"])  # the same positive number of queries per record
+    assert queries[0] > 0 and np.all(queries == queries[0]), traj.metrics["queries"]
 
 
 def test_sampled_inpo_learns_on_average():

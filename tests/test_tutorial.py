@@ -16,6 +16,7 @@ def test_guide_blocks_run(monkeypatch, guide):
     text = (ROOT / "docs" / guide).read_text()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if not b.startswith("# docs/")]
     assert len(blocks) >= GUIDES[guide]
+    assert sum(block.count("assert ") for block in blocks) >= len(blocks)  # the blocks check what the prose says
     monkeypatch.chdir(ROOT)
     namespace = {"__name__": guide}
     for i, block in enumerate(blocks):
