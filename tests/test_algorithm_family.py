@@ -35,6 +35,7 @@ CASES = {
 NEEDS_TAU = {"mpo", "comal", "online-ipo", "ipo-md", "nash-md-pg"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, tau", [(name, tau) for name in CASES for tau in (0.0, 0.3)
                                        if tau > 0 or name not in NEEDS_TAU])
 def test_update_matches_transcription_over_100_steps(name, tau):
@@ -49,6 +50,7 @@ def test_update_matches_transcription_over_100_steps(name, tau):
         np.testing.assert_allclose(traj.policies[t + 1], pi, atol=1e-12, rtol=0, err_msg=f"step {t + 1}")
 
 
+@pytest.mark.slow
 def test_gap_triggered_refresh_matches_transcription():
     game = load_game("cycle3")
     traj = simulate(game, "comal", eta=0.5, tau=0.1, iterations=100, refresh_every=10 ** 6, refresh_gap=1e-4)
@@ -65,6 +67,7 @@ def _setup(seed, n=7):
     return jnp.asarray(game.payoff[0]), jnp.log(game.reference), log_pi
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beta", [0.0, 0.4])
 def test_ipo_loss_gradient_is_the_ipo_md_step(beta):
     """SGD on the online IPO / IPO-MD loss with learning rate lr equals the step with η = 4 lr/τ."""
@@ -116,6 +119,7 @@ def test_bradley_terry_fit_recovers_scores_of_a_nearly_dropped_response(dropped)
     np.testing.assert_allclose(r - r.mean(), scores - scores.mean(), atol=5e-8)
 
 
+@pytest.mark.slow
 def test_dpo_loss_minimizer_is_the_iterative_dpo_step():
     A, _, log_pi_t = _setup(4)
     eta = 0.8
@@ -128,6 +132,7 @@ def test_dpo_loss_minimizer_is_the_iterative_dpo_step():
 
 
 # --- fixed points and limits ---------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_mmd_is_omd_at_eta_over_one_plus_eta_tau():
     """Derived: MMD(η, α = τ, magnet π_ref) = KL-regularized OMD at η/(1 + ητ), exactly."""
     game = load_game("random:n=10,seed=6,ref_seed=2")
@@ -137,6 +142,7 @@ def test_mmd_is_omd_at_eta_over_one_plus_eta_tau():
     np.testing.assert_allclose(a, b, atol=1e-13, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, eta", [("optimistic-omd", 0.5), ("extragradient", 0.5), ("mmd", 0.5),
                                        ("online-ipo", 2.0)])
 def test_converges_to_the_regularized_equilibrium(name, eta):
@@ -155,6 +161,7 @@ def test_online_ipo_stationary_point_is_pi_star():
     np.testing.assert_allclose(traj.policies, np.broadcast_to(star, (11, 3)), atol=1e-14)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, beta", [("ipo-md", 0.25), ("nash-md-pg", 0.25), ("nash-md", None)])
 def test_biased_fixed_point_is_eq13_and_prop52(name, beta):
     """Calandriello et al.: the limit π satisfies π ∝ π_ref exp(P π'/τ), π' ∝ π^{1−β}π_ref^β (eq. 13),
@@ -170,6 +177,7 @@ def test_biased_fixed_point_is_eq13_and_prop52(name, beta):
     assert np.abs(pi - solve(game, tau).policy).max() > 1e-3  # not π*_τ
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["comal", "mpo"])
 def test_refresh_methods_reach_the_von_neumann_winner(name):
     traj = simulate("cycle3", name, eta=0.5, tau=0.1, iterations=8000, record_every=1000)
@@ -177,11 +185,13 @@ def test_refresh_methods_reach_the_von_neumann_winner(name):
     np.testing.assert_allclose(traj.policies[-1], np.array([4, 3, 4]) / 11, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_optimistic_last_iterate_reaches_von_neumann_winner_without_regularization():
     traj = simulate("cycle3", "optimistic-omd", eta=0.5, tau=0.0, iterations=3000, record_every=3000)
     assert traj.metrics["gap"][-1] < 1e-8
 
 
+@pytest.mark.slow
 def test_fictitious_play_average_converges():
     """Robinson 1951: the empirical average of fictitious play converges to the equilibrium."""
     traj = simulate("biased_rps", "fictitious-play", iterations=20000, record_every=1000)
@@ -190,6 +200,7 @@ def test_fictitious_play_average_converges():
     assert smooth.metrics["kl_to_eq"][-1] < 1e-8  # measured 7.8e-10
 
 
+@pytest.mark.slow
 def test_iterative_dpo_finds_the_condorcet_winner_but_cycles_without_one():
     bt = simulate("bt:n=6,seed=3", "iterative-dpo", eta=1.0, iterations=2000, record_every=2000)
     assert bt.metrics["gap"][-1] < 1e-12  # measured 0: π_t reaches the vertex to rounding
@@ -197,12 +208,14 @@ def test_iterative_dpo_finds_the_condorcet_winner_but_cycles_without_one():
     assert np.min(cyc.metrics["gap"][5:]) > 0.3  # never settles near (4, 3, 4)/11
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["dno", "replicator", "iterative-ipo"])
 def test_average_iterate_methods(name):
     traj = simulate("cycle3", name, eta=0.1, iterations=20000, record_every=20000, init=[0.5, 0.3, 0.2])
     assert traj.metrics["gap_avg"][-1] < 0.02 < traj.metrics["gap"][-1]
 
 
+@pytest.mark.slow
 def test_equilibrium_is_a_fixed_point_of_replicator_and_hedge():
     star = solve("rps").policy
     for name in ("replicator", "sppo"):

@@ -43,6 +43,7 @@ def test_theorem_schedule_matches_paper(name, reference_update):
         np.testing.assert_allclose(traj.policies[t + 1], pi, atol=1e-12, rtol=0)
 
 
+@pytest.mark.slow
 def test_contextual_update_is_per_context():
     game = load_game("random:n=10,seed=3,contexts=2,ref_seed=1")
     traj = simulate(game, "nash-md", eta=0.4, tau=0.2, iterations=100)
@@ -102,6 +103,7 @@ def _minimize_quadratic(loss, x0):
     return x0 - jnp.linalg.pinv(H, rtol=1e-12) @ g
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed, tau", [(0, 0.4), (1, 0.4), (2, 0.4), (3, 0.0)])
 @pytest.mark.parametrize("which", ["eq8_population", "eq7_regression"])
 def test_inpo_loss_minimizer_is_the_omd_step(seed, tau, which):
@@ -189,6 +191,7 @@ def _egpo_sgd_step(method, theta, theta_ref, P, beta, lr):
     return theta - lr * grad(method, theta, theta_ref, P, beta, lr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["online-ipo-1", "online-ipo-2", "nash-md", "nash-md-pg", "egpo"])
 @pytest.mark.parametrize("lr,beta", [(2e-4, 1e-3), (0.02, 0.01), (0.1, 0.1)])
 def test_egpo_settings_follow_egpos_sgd_steps(method, lr, beta):
@@ -208,6 +211,7 @@ def test_egpo_settings_follow_egpos_sgd_steps(method, lr, beta):
     np.testing.assert_allclose(traj.policies[1:], expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_egpo_settings_reject_other_conventions():
     """A wrong conversion fails the transcription (the Nash-MD mixture at the paper's ητ, or Online
     IPO 1's η without the 1/n), and bad arguments are refused with the valid choices."""
@@ -253,6 +257,7 @@ def _offline_ipo_eq10(theta, log_ref, P, tau):
     return mu @ expected @ mu
 
 
+@pytest.mark.slow
 def test_offline_ipo_is_ipo_md_at_beta_one():
     """Offline IPO from μ = π_ref is IPO-MD at β = 1 (both responses from π_ref^1): SGD at lr on eq. 10
     is `ipo-md` with β = 1, η = 4 lr/τ (20 steps, to 1e-12), and eq. 10's optimum
@@ -297,6 +302,7 @@ def _abe_code(name, pi0, M, lr, mu, freq, draws):
     return np.array(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["apmd", "mwu", "omwu"])
 @pytest.mark.parametrize("noise", [0.0, 0.1])
 def test_abe_et_al_learners_follow_their_code(name, noise):

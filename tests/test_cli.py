@@ -47,6 +47,7 @@ def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
 
 
+@pytest.mark.slow
 def test_backend_flag_picks_the_engine_path(tmp_path, capsys):
     """--backend jax and --backend numba give the same final metrics; an unknown path is refused."""
     args = ["run", "cycle3", "--algorithm", "inpo", "--eta", "0.5", "--tau", "0.1", "--iterations", "200",
@@ -175,6 +176,7 @@ def test_algorithms_lists_each_with_its_source_and_hyperparameters(capsys):
         assert {k: float(v) for k, v in shown.items()} == {k: p.default for k, p in alg.params.items()}, name
 
 
+@pytest.mark.slow
 def test_commands_share_compilations_through_the_persistent_cache(tmp_path):
     """A second `gamesim run` of the same shape loads its compiled loops from the cache the first
     one wrote (GAMESIM_CACHE_DIR); `gamesim games` never imports JAX."""

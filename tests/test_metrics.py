@@ -65,6 +65,7 @@ def _linear_regret(P, ref, plays, tau):
     return sum(g @ q for g, q in zip(grads, plays)) - np.min(np.sum(grads, axis=0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, tau", [("inpo", 0.2), ("sppo", 0.0), ("nash-md", 0.5)])
 def test_regret_matches_brute_force(name, tau):
     game = load_game("random:n=5,seed=4,ref_seed=1")
@@ -77,6 +78,7 @@ def test_regret_matches_brute_force(name, tau):
         assert traj.metrics["linear_regret"][t] >= traj.metrics["regret"][t] - 1e-12  # convexity
 
 
+@pytest.mark.slow
 def test_recorded_metrics_match_definitions():
     game = load_game("random:n=6,seed=1,ref_seed=2")
     tau = 0.2
@@ -98,6 +100,7 @@ def test_recorded_metrics_match_definitions():
 
 
 # --- the papers' inequalities, step by step ----------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("spec", ["cycle3", "rps", "random:n=10,seed=0", "random:n=10,seed=1,ref_seed=3",
                                   "skew:n=10,rank=4,scale=3.0,seed=2"])
 @pytest.mark.parametrize("tau", [0.1, 1.0])
@@ -112,6 +115,7 @@ def test_nash_md_theorem1_recursion_every_step(spec, tau):
     assert np.all(kl_t[1:] <= 8 / (tau ** 2 * (t + 2)) + 1e-12)  # the unrolled rate, T = t + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, tau", [("omd", 0.1), ("omd", 0.0), ("sppo", 0.0), ("inpo", 0.5)])
 def test_average_gap_at_most_twice_regret_over_T(name, tau, random_games):
     """INPO Thm. 3's step: DualGap_τ(π̄_T) ≤ 2 Regret_T / T, at every record (T = t + 1 plays)."""
@@ -130,6 +134,7 @@ def games(draw, n=st.integers(2, 8)):
     return PreferenceGame(L + np.triu(1 - L.T, 1) + 0.5 * np.eye(size))
 
 
+@pytest.mark.slow
 @given(games(), st.just(0.0) | st.floats(MIN_TAU, 3), st.integers(0, 2 ** 31))
 def test_gaps_nonnegative_and_zero_at_equilibrium(game, tau, seed):
     pi = np.random.default_rng(seed).dirichlet(np.ones(game.n))
@@ -139,6 +144,7 @@ def test_gaps_nonnegative_and_zero_at_equilibrium(game, tau, seed):
     assert -1e-15 <= eq.duality_gap <= 1e-10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "numba"])
 def test_weighted_average_and_best_iterate_match_numpy(backend):
     """gap_wavg / gap_reg_wavg are the gaps of Σ (s+1)π_s / Σ (s+1) (CFR+/LiteEFG's linear
@@ -169,6 +175,7 @@ def _tournament(n: int, seed: int) -> PreferenceGame:
     return PreferenceGame(upper + np.tril(1 - upper.T, -1) + 0.5 * np.eye(n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, tau", [("omd", 0.1), ("omd", 0.0), ("nash-md", 0.1), ("sppo", 0.0)])
 def test_nonnegative_metrics_stay_nonnegative_over_a_million_steps_on_tournaments(name, tau):
     """Gaps, KLs and regrets are ≥ 0 in exact arithmetic; over 10⁶ iterations on 0/1 tournaments

@@ -25,6 +25,7 @@ def test_every_expected_study_has_a_spec():
     assert EXPECTED <= set(SPECS), sorted(EXPECTED - set(SPECS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPECS)
 def test_quick_study_writes_its_figure(name, tmp_path):
     spec = ROOT / "experiments" / f"{name}.toml"
@@ -40,6 +41,7 @@ def test_quick_study_writes_its_figure(name, tmp_path):
     print(f"{name} --quick: {time.perf_counter() - t0:.0f} s")
 
 
+@pytest.mark.slow
 def test_reproduce_runs_every_spec_of_a_directory(tmp_path):
     experiments = tmp_path / "experiments"
     experiments.mkdir()

@@ -11,6 +11,7 @@ GUIDES = {"tutorial.md": 10, "own_method.md": 6}
 """Each guide and the fewest Python blocks it has."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guide", GUIDES)
 def test_guide_blocks_run(monkeypatch, guide):
     text = (ROOT / "docs" / guide).read_text()
