@@ -34,10 +34,6 @@ def float64():
         yield
 
 
-def normalize(w):
-    return w / w.sum()
-
-
 def assert_same_run(a, b, atol):
     np.testing.assert_allclose(a.policies, b.policies, atol=atol, rtol=0)
     for name in a.metrics:

@@ -29,6 +29,7 @@ def test_oracle_statistics():
     assert set(np.unique(feedback.answer(key, A, y, y2, feedback.Oracle()))) == {0.0, 1.0}
 
 
+@pytest.mark.slow
 def test_best_vs_worst_tournament():
     """On a transitive game with a deterministic oracle the tournament finds the sampled best and worst."""
     scores = np.arange(6.0) * 50  # P = σ(s_i − s_j) ≈ 0/1
@@ -43,6 +44,7 @@ def test_best_vs_worst_tournament():
     assert feedback.best_vs_worst_queries(8) == 11 and feedback.win_rates_queries(5) == 10
 
 
+@pytest.mark.slow
 def test_win_rates_recipe():
     A = jnp.asarray(load_game("cycle3").payoff[0])
     data = feedback.win_rates(jax.random.key(2), jnp.log(jnp.full(3, 1 / 3)), A, feedback.Oracle(hard=0.0), 4, 5)
@@ -52,6 +54,7 @@ def test_win_rates_recipe():
                                atol=1e-15)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, recipe", [("inpo", "pairs"), ("inpo", "best-worst"), ("nash-md", "pairs"),
                                           ("online-ipo", "pairs"), ("sppo", "win-rates"), ("sppo", "best-worst"),
                                           ("iterative-dpo", "pairs")])
@@ -67,16 +70,17 @@ def test_exact_fit_is_the_empirical_minimizer(name, recipe):
     loss = jax.jit(lambda th: bandit.data_loss(name, th, data, anchor, scale, log_pi, 0.7))
     generic = minimize(lambda v: float(loss(jnp.asarray(v))), np.asarray(log_pi), method="BFGS",
                        jac=lambda v: np.asarray(jax.grad(loss)(jnp.asarray(v))), options={"gtol": 1e-12})
-    assert abs(float(loss(theta)) - generic.fun) < 1e-9
+    assert abs(float(loss(theta)) - generic.fun) < 1e-12  # measured ≤ 2.2e-16 over the 7 cases
     if recipe == "pairs":  # unique when the compared pairs connect every response (asserted)
         edges = np.zeros((5, 5))
         edges[np.asarray(data.first), np.asarray(data.second)] = 1
         assert np.linalg.matrix_rank(np.diag((edges + edges.T).sum(1)) - edges - edges.T) == 4
     if recipe != "best-worst":  # its kept pairs may leave θ free on a component
         np.testing.assert_allclose(np.exp(jax.nn.log_softmax(theta)), np.exp(jax.nn.log_softmax(generic.x)),
-                                   atol=1e-5)
+                                   atol=1e-8)  # measured ≤ 9.2e-10 (where BFGS stops); 10× to spare
 
 
+@pytest.mark.slow
 def test_sampled_inpo_step_approaches_the_omd_step_like_one_over_sqrt_n():
     """Soft oracle, exact fitter: one sampled INPO step from π_ref differs from the exact OMD step by
     O(1/√N); quadrupling N must halve the RMS error over seeds (measured factor in [0.4, 0.62])."""
@@ -93,6 +97,7 @@ def test_sampled_inpo_step_approaches_the_omd_step_like_one_over_sqrt_n():
     assert np.all((0.4 < factors) & (factors < 0.62)), (errors, factors)
 
 
+@pytest.mark.slow
 def test_dueling_regret_matches_its_definition():
     game = load_game("random:n=6,seed=1,ref_seed=2")  # its von Neumann winner lacks full support
     traj = simulate(game, "inpo", eta=0.5, tau=0.1, iterations=20, feedback="sampled", pairs=16)
@@ -102,6 +107,7 @@ def test_dueling_regret_matches_its_definition():
     assert expected[-1] > 0
 
 
+@pytest.mark.slow
 def test_same_seed_same_run_and_batch_equals_single():
     kw = dict(eta=0.5, tau=0.1, iterations=30, record_every=10, feedback="sampled", pairs=32)
     a, b = simulate(GAME, "inpo", seed=7, **kw), simulate(GAME, "inpo", seed=7, **kw)
@@ -112,6 +118,7 @@ def test_same_seed_same_run_and_batch_equals_single():
     np.testing.assert_array_equal(batch.metrics["queries"][0], a.iterations * 32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, fit", [("inpo", "adam"), ("sppo", "sgd"), ("nash-md", "exact"), ("iterative-dpo", "exact"),
                                        ("online-ipo", "sgd")])
 def test_every_sampled_algorithm_runs_and_stays_a_policy(name, fit):
@@ -119,8 +126,12 @@ def test_every_sampled_algorithm_runs_and_stays_a_policy(name, fit):
                     pairs=32, fit=fit, flip=0.1, position_bias=0.05, **({} if fit == "exact" else {"lr": 0.05}))
     assert np.all(np.isfinite(traj.policies)) and np.allclose(traj.policies.sum(-1), 1)
     assert all(np.all(np.isfinite(v)) for v in traj.metrics.values())
+    assert np.abs(traj.policies[1:] - traj.policies[0]).max() > 1e-3  # the sampled steps move the policy
+    queries = np.diff(traj.metrics["queries"])  # the same positive number of queries per record
+    assert queries[0] > 0 and np.all(queries == queries[0]), traj.metrics["queries"]
 
 
+@pytest.mark.slow
 def test_sampled_inpo_learns_on_average():
     """Many pairs per step: the sampled INPO's regularized gap falls well below π_ref's."""
     traj = simulate_batch(GAME, "inpo", eta=0.5, tau=0.1, iterations=100, record_every=100, seeds=[0, 1, 2],
@@ -148,6 +159,7 @@ def test_bad_sampling_settings(kwargs, message):
         simulate("cycle3", "inpo", eta=0.5, iterations=5, pairs=10)
 
 
+@pytest.mark.slow
 def test_cli_sampled_run(tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["run", "cycle3", "--algorithm", "inpo", "--eta", "0.5", "--tau", "0.1", "--iterations", "20",
@@ -168,6 +180,7 @@ def test_sampling_frequencies_match_the_policy():
     assert chisquare(counts[:4], 100_000 * pi[:4]).pvalue > 1e-3
 
 
+@pytest.mark.slow
 def test_contextual_game_as_oracle():
     """Each context draws its own data: a contextual run's contexts behave like separate runs."""
     game = load_game("random:n=4,seed=2,contexts=2")
@@ -178,6 +191,7 @@ def test_contextual_game_as_oracle():
     assert not np.allclose(traj.policies[:, -1, 0], traj.policies[:, -1, 1])
 
 
+@pytest.mark.slow
 def test_sampled_run_resumes_bit_for_bit():
     kw = dict(eta=0.5, tau=0.1, record_every=10, feedback="sampled", pairs=32, seed=4)
     whole = simulate(GAME, "inpo", iterations=40, **kw)
@@ -186,6 +200,7 @@ def test_sampled_run_resumes_bit_for_bit():
     np.testing.assert_array_equal(whole.metrics["queries"], rest.metrics["queries"])
 
 
+@pytest.mark.slow
 def test_sppo_best_and_worst_keeps_each_prompts_extremes():
     """SPPO's official recipe: per prompt, the samples with the highest and the lowest estimated
     win rate (as its compute_prob.py's max/min), each with its own P̂; everything else weight 0."""
@@ -204,6 +219,7 @@ def test_sppo_best_and_worst_keeps_each_prompts_extremes():
 EGPO_METHODS = ["online-ipo-1", "online-ipo-2", "nash-md", "nash-md-pg", "egpo"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", EGPO_METHODS)
 def test_egpo_recipe_is_egpos_sampled_sgd_step(method, float64):
     """recipe="egpo": the loss and learning rate on given samples are EGPO's `*_sample` losses
@@ -235,6 +251,7 @@ def test_egpo_recipe_is_egpos_sampled_sgd_step(method, float64):
     np.testing.assert_allclose(step, lr * jax.grad(egpo)(log_pi), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", EGPO_METHODS)
 def test_egpo_recipe_steps_are_unbiased_for_the_exact_conversion(method, float64):
     """EGPO's samplers (uniform y, y' and y'' ~ π_t or its mixture; y, y' ~ π_t; y ~ π_t, y' ~ π^β)

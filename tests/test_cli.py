@@ -1,15 +1,18 @@
 """The command line: outputs, refusals and exit codes, as a user sees them."""
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from gamesim import load_game, solve
 from gamesim.cli import main
 from gamesim.core.files import _umask
 from gamesim.core.metrics import METRICS
+from transcriptions import gap_closed_form, hedge, kl, nash_md_eq34, omd
 
 
 def run_cli(*args):
@@ -44,6 +47,7 @@ def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
 
 
+@pytest.mark.slow
 def test_backend_flag_picks_the_engine_path(tmp_path, capsys):
     """--backend jax and --backend numba give the same final metrics; an unknown path is refused."""
     args = ["run", "cycle3", "--algorithm", "inpo", "--eta", "0.5", "--tau", "0.1", "--iterations", "200",
@@ -92,10 +96,42 @@ def test_games_lists_builtins():
     assert names >= {"rps", "cycle3", "random", "sequence", "soccer", "rrps"}
 
 
-def test_demo_runs(capsys):
-    assert main(["demo", "--iterations", "300"]) == 0
+def test_demo_prints_the_numbers_of_its_runs(capsys):
+    """Every number the demo prints against an independent computation: the equilibria against
+    (4, 3, 4)/11 and `solve`, each run's final metrics against the numpy transcriptions of its update
+    (tests/transcriptions.py) from π_0 = (0.6, 0.3, 0.1). The demo rounds (policies and the gap to 4
+    decimals, the table to 3 significant digits), so a printed value must be the recomputed one to
+    half its last printed unit: 5e-5 absolute, or 5e-3 relative plus 1e-15 (float64 rounding of the
+    gaps near 0)."""
+    T, tau = 300, 0.1
+    assert main(["demo", "--iterations", str(T)]) == 0
     out = capsys.readouterr().out
-    assert "sppo" in out and "nash-md" in out
+    game = load_game("cycle3")
+    P, ref = game.P, game.reference
+    star0, star = np.array([4, 3, 4]) / 11, solve(game, tau).policy
+    vectors = [np.array(v.split(), float) for v in re.findall(r"\[([^]]*)\]", out)]
+    np.testing.assert_allclose(vectors[0], star0, rtol=0, atol=5e-5)
+    np.testing.assert_allclose(vectors[1], star, rtol=0, atol=5e-5)
+    printed_gap = float(re.search(r"original-game gap is (\S+)", out).group(1))
+    assert abs(printed_gap - (2 * np.max(P @ star) - 1)) <= 5e-5
+    runs = {"sppo (Hedge)": (hedge, lambda t: 0.5, 0.0),
+            "inpo / omd": (omd, lambda t: 0.5, tau),
+            "nash-md, eta_t = 2/(tau(t+2))": (nash_md_eq34, lambda t: 2 / (tau * (t + 2)), tau),
+            "nash-md, constant eta": (nash_md_eq34, lambda t: 0.5, tau)}
+    table = out[out.index("\nalgorithm"):].strip().split("\n\n")[0].splitlines()[1:]
+    assert len(table) == len(runs)
+    for line in table:
+        label, *values = re.fullmatch(r"(.*?)\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", line).groups()
+        step, eta, t_tau = runs[label]
+        pis = [np.array([0.6, 0.3, 0.1])]
+        for t in range(T):
+            pis.append(step(pis[-1], P, ref, eta(t), t_tau))
+        last, avg = pis[-1], np.mean(pis, axis=0)
+        expected = [2 * np.max(P @ last) - 1, 2 * np.max(P @ avg) - 1,
+                    gap_closed_form(P, ref, last, t_tau) if t_tau else 2 * np.max(P @ last) - 1,
+                    kl(star if t_tau else star0, last)]
+        for printed, value in zip(map(float, values), expected):
+            assert abs(printed - value) <= 5e-3 * abs(value) + 1e-15, (label, printed, value)
 
 
 def test_hyperparameter_flags_match_the_registry(tmp_path, capsys):
@@ -114,14 +150,33 @@ def test_hyperparameter_flags_match_the_registry(tmp_path, capsys):
     assert "no hyperparameter 'beta'" in capsys.readouterr().err
 
 
-def test_algorithms_lists_every_algorithm(capsys):
-    from gamesim.dynamics.algorithms import ALGORITHMS
+def test_algorithms_lists_each_with_its_source_and_hyperparameters(capsys):
+    """`gamesim algorithms`: one entry per registered algorithm, a test algorithm registered here
+    included, each with its citation, what it converges to, and every hyperparameter = its default."""
+    from gamesim.dynamics.algorithms import ALGORITHMS, Algorithm, Param, get_algorithm, register_algorithm
 
-    assert main(["algorithms"]) == 0
-    out = capsys.readouterr().out
-    assert all(name in out for name in ALGORITHMS)
+    mine = register_algorithm(Algorithm("test-listed", get_algorithm("omd").step, "Listed et al. 2099, eq. 7",
+                                        "a test's fixed point", params={"gamma": Param(0.375, 0.0, 1.0, "a test knob")}))
+    try:
+        expected = dict(ALGORITHMS)
+        assert main(["algorithms"]) == 0
+    finally:
+        del ALGORITHMS[mine.name]
+    entries = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line and not line[0].isspace():
+            name = line.split()[0]
+            entries[name] = line
+        elif line.strip():
+            entries[name] += "\n" + line
+    assert list(entries) == list(expected)
+    for name, alg in expected.items():
+        assert alg.citation in entries[name] and alg.converges_to in entries[name], name
+        shown = dict(re.findall(r"\b([a-z_]+)\s*=\s*(\d[-+.\deE]*)", entries[name], re.ASCII))
+        assert {k: float(v) for k, v in shown.items()} == {k: p.default for k, p in alg.params.items()}, name
 
 
+@pytest.mark.slow
 def test_commands_share_compilations_through_the_persistent_cache(tmp_path):
     """A second `gamesim run` of the same shape loads its compiled loops from the cache the first
     one wrote (GAMESIM_CACHE_DIR); `gamesim games` never imports JAX."""

@@ -26,6 +26,7 @@ def test_batch_equals_single_runs(random_games):
                         atol=1e-13)
 
 
+@pytest.mark.slow
 def test_shared_game_batch_equals_single_runs():
     game = load_game("random:n=10,seed=5")
     etas = [0.1, 0.3, 0.9]
@@ -36,6 +37,7 @@ def test_shared_game_batch_equals_single_runs():
         np.testing.assert_allclose(batch.metrics["gap_reg"][i], single.metrics["gap_reg"], atol=1e-13)
 
 
+@pytest.mark.slow
 def test_contextual_run_equals_runs_per_context():
     game = load_game("random:n=10,seed=6,contexts=2,ref_seed=3")
     both = simulate(game, "inpo", eta=0.5, tau=0.1, iterations=200, record_every=20)
@@ -56,6 +58,7 @@ def test_resume_equals_uninterrupted():
     np.testing.assert_array_equal(whole.iterations, rest.iterations)
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_completed_chunks(monkeypatch):
     """Ctrl-C during a run returns what the completed chunks recorded, and the run resumes from it."""
     monkeypatch.setattr(engine, "CHUNK_WORK", 1.0)  # one record per chunk
@@ -82,6 +85,7 @@ def test_interrupt_keeps_completed_chunks(monkeypatch):
     assert_same_run(whole, done, atol=0)
 
 
+@pytest.mark.slow
 @given(extreme_games(), st.sampled_from(["omd", "nash-md", "sppo"]), st.floats(0.01, 1e3),
        st.just(0.0) | st.floats(1e-3, 1), st.sampled_from([None, "random"]))
 def test_policies_stay_normalized_and_finite(game, name, eta, kl_share, init):
@@ -93,6 +97,7 @@ def test_policies_stay_normalized_and_finite(game, name, eta, kl_share, init):
     assert all(np.all(np.isfinite(v)) for v in traj.metrics.values())
 
 
+@pytest.mark.slow
 def test_float32_option_tracks_float64():
     t64 = simulate("cycle3", "inpo", eta=0.5, tau=0.1, iterations=1000, record_every=100)
     t32 = simulate("cycle3", "inpo", eta=0.5, tau=0.1, iterations=1000, record_every=100, dtype="float32")
@@ -146,6 +151,7 @@ print(json.dumps({"devices": jax.local_device_count(), "split": len(x.sharding.d
 """
 
 
+@pytest.mark.slow
 def test_sharded_batch_equals_the_unsharded_one():
     """With two CPU devices forced, the batch axis is split over them (jax.sharding) and every
     trajectory, exact or sampled, on distinct or shared games, is the one-device trajectory."""

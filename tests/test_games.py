@@ -244,6 +244,7 @@ def test_kuhn_symmetric_game_and_its_gap(kuhn_form, kuhn_game):
     assert duality_gap(game, np.outer(x, y).ravel()) == pytest.approx(_nash_conv(M, x, y) / 4, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_kuhn_solve_finds_an_equilibrium_of_the_known_family(kuhn_form, kuhn_game):
     from gamesim import solve
     from gamesim.core.games import pair_marginals

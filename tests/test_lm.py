@@ -14,6 +14,8 @@ from gamesim.lm import sequences, transformer
 from gamesim.cli import main
 from gamesim.lm.transformer import CONFIGS, index_to_tokens
 
+pytestmark = pytest.mark.slow  # transformer runs: each compiles a network and its training loop
+
 TINY = CONFIGS["tiny"]
 SETTINGS = lm.LMSettings(algorithm="inpo", eta=2.0, tau=0.05, iterations=30, oracle="bt:scale=2",
                          pairs=128, steps=10, lr=3e-3, record_every=10)

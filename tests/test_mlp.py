@@ -28,6 +28,7 @@ def _identity(params):
 _step = jax.jit(mlp.sgd_step, static_argnums=(0, 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", EGPO_METHODS)
 def test_free_logits_step_is_the_tabular_egpo_step(method, float64):
     """With the logits themselves as the parameters, three SGD steps of each method (summed over
@@ -45,6 +46,7 @@ def test_free_logits_step_is_the_tabular_egpo_step(method, float64):
     np.testing.assert_allclose(traj.policies[:, 1:], np.stack(expected, 1), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_init_draws_egpos_distributions():
     """NeuralPolicy.random_init: torch's xavier_normal_, N(0, 2/(fan_in + fan_out)) untruncated
     (JAX's glorot_normal truncates: nothing beyond 2.3σ), zero biases; virtual inputs N(0, 1)."""
@@ -119,6 +121,7 @@ def _mlp_step(method, params, log_ref, A):
         return jax.tree_util.tree_map(np.asarray, _step(method, mlp.mlp_logits, params, log_ref, A, BETA, LR))
 
 
+@pytest.mark.slow
 def test_mlp_step_is_sgd_on_the_summed_loss_by_finite_differences(network):
     """One Online IPO 1 step on the shared MLP (weights, biases and virtual inputs) is lr times the
     finite-difference gradient of the numpy loss summed over the runs, to 1e-6 of the step."""
@@ -127,6 +130,7 @@ def test_mlp_step_is_sgd_on_the_summed_loss_by_finite_differences(network):
     _assert_step_close(_mlp_step("online-ipo-1", p, log_ref, A), _np_sgd_step(p, log_ref, A, p), p)
 
 
+@pytest.mark.slow
 def test_mlp_extragradient_steps_from_the_original_parameters(network):
     """EGPO's step: θ_{t+1/2} = θ_t − lr ∇L(θ_t; π_t), then θ_t − lr ∇L(θ_t; π_{t+1/2}) (finite
     differences as above); continuing from θ_{t+1/2} instead is another point."""
@@ -148,6 +152,7 @@ def trajectory():
     return mlp.run(GAMES, "online-ipo-1", seeds=[0, 1], **RUN)
 
 
+@pytest.mark.slow
 def test_run_records_the_steps_from_the_reference_network(trajectory, network):
     """Rows are game-major (run g of seed s: g·2 + s); record 0 is π_ref's gap (π_0 = π_ref), the
     last the gap after 4 `sgd_step`s from seed 1's network; the seeds draw different networks."""
@@ -167,6 +172,7 @@ def test_run_records_the_steps_from_the_reference_network(trajectory, network):
     np.testing.assert_allclose(trajectory.metrics["kl_to_ref"][:, 0], 0.0, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_study_mode_mlp_stacks_like_any_group(tmp_path, trajectory):
     """A mode = "mlp" group runs `mlp.run` per cell and stacks it over (game, algorithm, seed, record)."""
     spec = tmp_path / "neural.toml"

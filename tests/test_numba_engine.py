@@ -43,6 +43,7 @@ def assert_same_records(a, b):
     ("sppo", {"eta": 0.5}),
     ("dno", {"eta": 2.0}),
 ])
+@pytest.mark.slow
 def test_numba_path_gives_the_jax_trajectories(random_games, name, kwargs):
     """Four different games and initial policies, 1000 iterations: the same records."""
     assert_same_records(*both_paths(random_games, name, seeds=[0, 1, 2, 3], inits=INITS, iterations=1000,
@@ -64,6 +65,7 @@ def _half_step_omd():
                                step=lambda s, A, r, eta, tau, t, p: updates.omd_update(s, A, r, eta / 2, tau))
 
 
+@pytest.mark.slow
 def test_a_modified_copy_runs_its_own_step_on_every_backend():
     """2·10⁵ iterations, record_every 1000, where auto takes numba for the registered OMD: the copy
     runs its own (half) step on auto and jax, equal to the registered OMD at η/2 (JAX path), and numba
@@ -83,6 +85,7 @@ def test_a_modified_copy_runs_its_own_step_on_every_backend():
         simulate(game, mine, eta=0.4, backend="numba", **kw)
 
 
+@pytest.mark.slow
 def test_numba_path_on_a_shared_game_and_on_contexts():
     """One game shared by runs of different η (stored once), and a game with two contexts."""
     assert_same_records(*both_paths(load_game("random:n=10,seed=5"), "omd", eta=[0.1, 0.3, 0.9, 0.5], tau=0.2,
@@ -99,6 +102,7 @@ def test_numba_path_finds_the_biased_rps_winner():
     assert traj.metrics["gap_avg"][-1] < 0.01 * traj.metrics["gap_avg"][0]
 
 
+@pytest.mark.slow
 def test_a_run_resumes_across_paths():
     """The numba state is the JAX carry leaf for leaf: JAX for 500 iterations, then numba to 1000,
     equals JAX throughout."""

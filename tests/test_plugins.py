@@ -14,6 +14,8 @@ from gamesim.studies import study
 from gamesim.dynamics.algorithms import ALGORITHMS, get_algorithm, register_algorithm
 from gamesim.cli import main
 
+pytestmark = pytest.mark.slow  # plugins through simulate, verify, studies and the command line
+
 ROOT = Path(__file__).parents[1]
 PLUGIN = str(ROOT / "docs" / "examples" / "lookahead.py")
 SPEC = str(ROOT / "docs" / "examples" / "lookahead.toml")

@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gamesim.studies import study
@@ -24,6 +25,7 @@ def test_every_expected_study_has_a_spec():
     assert EXPECTED <= set(SPECS), sorted(EXPECTED - set(SPECS))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPECS)
 def test_quick_study_writes_its_figure(name, tmp_path):
     spec = ROOT / "experiments" / f"{name}.toml"
@@ -33,9 +35,13 @@ def test_quick_study_writes_its_figure(name, tmp_path):
                  "--figures", str(tmp_path / "figures")]) == 0
     png, pdf = tmp_path / "figures" / f"{name}.png", tmp_path / "figures" / f"{name}.pdf"
     assert pdf.stat().st_size > 10_000 and study.has_ink(png), name
+    with np.load(tmp_path / f"{name}.npz") as results:  # every recorded array holds numbers, not only NaN
+        empty = [key for key in results.files if not np.isfinite(results[key]).any()]
+    assert results.files and not empty, empty
     print(f"{name} --quick: {time.perf_counter() - t0:.0f} s")
 
 
+@pytest.mark.slow
 def test_reproduce_runs_every_spec_of_a_directory(tmp_path):
     experiments = tmp_path / "experiments"
     experiments.mkdir()

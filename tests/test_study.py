@@ -52,6 +52,7 @@ def quiet(*_):
     pass
 
 
+@pytest.mark.slow
 def test_results_have_named_axes_and_equal_direct_runs(tmp_path):
     s = study.load_spec(write(tmp_path))
     res = study.run_study(s, tmp_path / "results", log=quiet)["main"]
@@ -195,6 +196,7 @@ metric = "gap_reg"
 """
 
 
+@pytest.mark.slow
 def test_lm_group_equals_direct_transformer_runs(tmp_path):
     from gamesim.lm import training as lm
     from gamesim.lm.transformer import CONFIGS

@@ -58,6 +58,7 @@ def test_batched_table_matches_one_batch(params, table):
     np.testing.assert_allclose(tf.enumerate_log_probs(params, CONFIG, batch=300), table, atol=0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_log_prob_of_samples_matches_table(params, table):
     contexts = jnp.arange(64) % 2
     responses = tf.sample(params, CONFIG, jax.random.key(2), contexts)
@@ -68,12 +69,14 @@ def test_log_prob_of_samples_matches_table(params, table):
     np.testing.assert_allclose(tf.token_log_probs(params, CONFIG, contexts, responses).sum(1), lp, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sampling_frequencies_match_table(params, table):
     contexts = np.arange(20000) % 2
     samples = tf.sample(params, CONFIG, jax.random.key(3), contexts)
     assert_frequencies(samples, contexts, table)
 
 
+@pytest.mark.slow
 def test_mixture_sampling_matches_mixture_table(params, other):
     mix = (other, 0.5)
     mixture = np.asarray(tf.enumerate_log_probs(params, CONFIG, mix=mix), np.float64)
@@ -81,6 +84,7 @@ def test_mixture_sampling_matches_mixture_table(params, other):
     assert_frequencies(tf.sample(params, CONFIG, jax.random.key(4), contexts, mix=mix), contexts, mixture)
 
 
+@pytest.mark.slow
 def test_mixture_endpoints_and_normalization(params, other, table):
     index = jnp.arange(CONFIG.num_responses)
     responses, contexts = tf.index_to_tokens(index, CONFIG), jnp.zeros(CONFIG.num_responses, jnp.int32)
@@ -92,6 +96,7 @@ def test_mixture_endpoints_and_normalization(params, other, table):
     assert np.abs(at[0.3] - at[0.0]).max() > 0.1                    # the mixture is a third distribution
 
 
+@pytest.mark.slow
 def test_causality(params):
     """Changing y_j leaves the logits predicting y_1..y_j (positions 0..j−1) alone, and moves y_{j+1}'s."""
     inputs = tf._inputs(CONFIG, jnp.array([0, 1]), jnp.array([[0, 1, 2, 3, 0], [3, 3, 2, 1, 0]]))
@@ -127,6 +132,7 @@ def test_low_temperature_is_greedy(params):
     np.testing.assert_array_equal(jnp.argmax(logits, -1), greedy)      # each token is the argmax given its prefix
 
 
+@pytest.mark.slow
 def test_grad(params):
     contexts, responses = jnp.array([0, 1]), jnp.array([[0, 1, 2, 3, 0], [1, 1, 1, 1, 1]])
     grads = jax.grad(lambda p: tf.log_prob(p, CONFIG, contexts, responses).sum())(params)

@@ -138,6 +138,7 @@ def test_a_second_writer_is_refused(tmp_path, capsys):
     assert main(run_args(tmp_path / "x")) == 0
 
 
+@pytest.mark.slow
 def test_checkpoints_during_a_run_and_their_resume(tmp_path):
     """A run saves the run so far between chunks; resuming that checkpoint ends with the numbers of an
     uninterrupted run."""
@@ -204,6 +205,7 @@ def _cli(*args, env=None):
     return [sys.executable, "-m", "gamesim.cli", *args]
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_points_never_leaves_a_wrong_state(tmp_path):
     """20 SIGKILLs at random times during a run and during --overwrite: every state left behind is
     a complete record (or nothing), --resume accepts only a matching one, and resuming after the
@@ -248,6 +250,7 @@ def test_sigkill_at_random_points_never_leaves_a_wrong_state(tmp_path):
     assert kills >= 20
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_run_that_then_resumes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = tmp_path / "x"
@@ -423,6 +426,7 @@ def test_expensive_work_asks_first(tmp_path, monkeypatch, capsys, argv, message)
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_studies_too_large_to_run_are_refused_and_the_api_warns(tmp_path):
     spec = tmp_path / "big.toml"
     spec.write_text(TOY.replace("iterations = 20\nrecord_every = 10", "iterations = 200000000\nrecords = 100\nseeds = 64"))

@@ -11,11 +11,13 @@ GUIDES = {"tutorial.md": 10, "own_method.md": 6}
 """Each guide and the fewest Python blocks it has."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guide", GUIDES)
 def test_guide_blocks_run(monkeypatch, guide):
     text = (ROOT / "docs" / guide).read_text()
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL) if not b.startswith("# docs/")]
     assert len(blocks) >= GUIDES[guide]
+    assert sum(block.count("assert ") for block in blocks) >= len(blocks)  # the blocks check what the prose says
     monkeypatch.chdir(ROOT)
     namespace = {"__name__": guide}
     for i, block in enumerate(blocks):

@@ -17,6 +17,8 @@ from gamesim.studies.claims import BUILTIN_CLAIMS, CLAIMS, verify
 from gamesim.cli import main
 from gamesim.studies.mutants import kill_matrix, library
 
+pytestmark = pytest.mark.slow  # every claim on its games, and the mutants: minutes
+
 
 @pytest.fixture(scope="module")
 def quick_results():

@@ -36,14 +36,23 @@ DATA_DIR = Path(__file__).parents[1] / "data"
 
 
 class PreferenceGame:
-    """A (possibly contextual) preference game.
+    """A (possibly contextual) preference game: P(y ≻ y') per context, π_ref and ρ.
 
     Args:
-        P: (n, n) preference matrix, or (C, n, n) for C contexts.
-        reference: π_ref, (n,) or (C, n); default uniform. Every entry must be positive.
+        P: (n, n) preference matrix, or (C, n, n) for C contexts; entries in [0, 1] with
+            P + Pᵀ = 1 to COMPLEMENT_TOL (so diag P = 1/2). Kept as given.
+        reference: π_ref, (n,) or (C, n); default uniform. Every entry must be positive, each
+            row sum 1 to SUM_TOL (then renormalized).
         names: optional names of the n responses.
-        weights: ρ, the context weights (C,); default uniform.
+        weights: ρ, the context weights (C,), positive; default uniform.
         label: a short description (the spec string it came from, or a file name).
+
+    Raises:
+        GamesimError: naming the entry or shape that breaks one of the conditions above.
+
+    References:
+        Munos et al. 2023 (NLHF) §3, Zhang et al. 2024 (INPO) §2: the preference model P(y ≻ y'|x)
+        and the KL-regularized game J(π₁, π₂) of `gamesim.core.metrics` (INPO eq. 3).
     """
 
     def __init__(self, P, reference=None, names: Sequence[str] | None = None,
@@ -78,6 +87,7 @@ class PreferenceGame:
 
     @property
     def num_contexts(self) -> int:
+        """Number of contexts C (1 for a non-contextual game)."""
         return self._payoff.shape[0]
 
     @property
@@ -107,11 +117,26 @@ class PreferenceGame:
         return self._reference
 
     def policy_shape(self) -> tuple[int, ...]:
-        """Shape of a policy on this game: (n,) or (C, n)."""
+        """Shape of a policy on this game.
+
+        Returns:
+            (n,), or (C, n) for a contextual game.
+        """
         return (self.num_contexts, self.n) if self.contextual else (self.n,)
 
     def stack_policy(self, policy, what: str = "policy") -> np.ndarray:
-        """Check a user policy of shape `policy_shape()` and return it as a (C, n) stack."""
+        """Check a user policy and return it as a (C, n) stack.
+
+        Args:
+            policy: shape `policy_shape()`; non-negative, each row summing to 1 to SUM_TOL.
+            what: the policy's name in error messages.
+
+        Returns:
+            The policy as a float64 (C, n) array.
+
+        Raises:
+            GamesimError: for a wrong shape, a non-finite or negative entry, or a wrong sum.
+        """
         policy = _as_float_array(policy, what)
         if policy.shape != self.policy_shape():
             raise GamesimError(f"{what} has shape {policy.shape}; this game needs {self.policy_shape()}")
@@ -120,11 +145,25 @@ class PreferenceGame:
         return stack
 
     def unstack(self, stack: np.ndarray) -> np.ndarray:
-        """Inverse of `stack_policy` for arrays whose context axis is the one before last."""
+        """Inverse of `stack_policy`.
+
+        Args:
+            stack: an array (…, C, n) whose context axis is the one before last.
+
+        Returns:
+            `stack` itself for a contextual game, else (…, n) with the context axis dropped.
+        """
         return stack if self.contextual else stack[..., 0, :]
 
     def with_reference(self, reference) -> PreferenceGame:
-        """The same game with another reference policy π_ref."""
+        """The same game with another reference policy.
+
+        Args:
+            reference: the new π_ref, (n,) or (C, n), checked as in `PreferenceGame`.
+
+        Returns:
+            A new PreferenceGame with the same P, names, weights and label (no cached solutions).
+        """
         return PreferenceGame(self.P, reference, self.names, self._weights, self.label)
 
     def __repr__(self) -> str:
@@ -216,7 +255,22 @@ PERTURBED_RPS_PAYOFF = np.array([[0.0, -3.0, 3.0], [3.0, 0.0, -1.0], [-3.0, 1.0,
 
 
 def from_payoff(payoff, reference=None, names=None, label: str = "payoff") -> PreferenceGame:
-    """The preference game of an antisymmetric payoff matrix A: P = (1 + A / max|A|) / 2."""
+    """The preference game of a symmetric zero-sum game given by its payoff matrix.
+
+    P = (1 + A / max|A|) / 2 (P = 1/2 everywhere when A = 0), whose von Neumann winners are the
+    symmetric equilibria of A.
+
+    Args:
+        payoff: A, (n, n), antisymmetric (A = −Aᵀ) to COMPLEMENT_TOL·max(1, max|A|).
+        reference, names: as in `PreferenceGame`.
+        label: the game's label.
+
+    Returns:
+        The PreferenceGame of P.
+
+    Raises:
+        GamesimError: if A is not square or not antisymmetric.
+    """
     A = _as_float_array(payoff, "the payoff matrix")
     if A.ndim != 2 or A.shape[0] != A.shape[1]:
         raise GamesimError(f"the payoff matrix must be square, got shape {A.shape}")
@@ -448,7 +502,19 @@ def bradley_terry_matrix(scores) -> np.ndarray:
 
 
 def bradley_terry(scores, reference=None, names=None) -> PreferenceGame:
-    """A Bradley-Terry (transitive) game; its equilibrium is the top-scoring response."""
+    """A Bradley-Terry (transitive) game, P[i, j] = σ(s_i − s_j).
+
+    Args:
+        scores: s, (n,), finite.
+        reference, names: as in `PreferenceGame`.
+
+    Returns:
+        The PreferenceGame labelled "bradley_terry"; its von Neumann winner is the top-scoring
+        response (the Condorcet winner).
+
+    References:
+        Bradley & Terry 1952; the reward model of DPO (Rafailov et al. 2023, eq. 1).
+    """
     return PreferenceGame(bradley_terry_matrix(scores), reference, names, label="bradley_terry")
 
 
@@ -472,7 +538,19 @@ def _bt_draw(n: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray
 
 
 def load_csv(path: str | os.PathLike) -> PreferenceGame:
-    """Read a square matrix from CSV, with an optional first row of response names (no numbers)."""
+    """Read a preference matrix from a CSV file.
+
+    Args:
+        path: a text file of n rows of n numbers, P[i, j] in row i, with an optional first row
+            of response names (a row with no number in it). Blank lines are skipped.
+
+    Returns:
+        The PreferenceGame (uniform π_ref) labelled with the file's name.
+
+    Raises:
+        GamesimError: naming the line and cell of a ragged row or non-number, an unreadable or
+            empty file, or a matrix that is not square or not a preference matrix.
+    """
     path = Path(path)
     try:
         text = path.read_text()
@@ -504,7 +582,16 @@ def load_csv(path: str | os.PathLike) -> PreferenceGame:
 
 
 def save_csv(game: PreferenceGame, path: str | os.PathLike) -> None:
-    """Write a non-contextual game as CSV (names row if any); `load_csv` reads it back exactly."""
+    """Write a non-contextual game's P as CSV, atomically; `load_csv` reads it back exactly.
+
+    Args:
+        game: a non-contextual game (π_ref and ρ are not written).
+        path: the file to write; a first row of names is written when the game has names, and
+            every entry as its shortest exact repr.
+
+    Raises:
+        GamesimError: for a contextual game.
+    """
     if game.contextual:
         raise GamesimError("a CSV file holds one matrix; save each context of a contextual game separately")
     with atomic_open(path, "w") as f:
@@ -582,6 +669,18 @@ def load_game(spec) -> PreferenceGame:
     named by a path: one that ends in .csv or contains a directory separator (`./cycle3`). A bare
     name is a built-in, never a file of that name in the working directory: if both exist the
     spec is ambiguous, and an error says how to name the file.
+
+    Args:
+        spec: a spec string, an os.PathLike (always a CSV file), or a PreferenceGame (returned
+            as it is). Every built-in also takes ref_seed=K: π_ref with logits ~ N(0, 1) drawn
+            from seed K (EGPO's setup).
+
+    Returns:
+        The PreferenceGame, labelled with the spec.
+
+    Raises:
+        GamesimError: for an unknown name or key (with the closest one), a malformed value, an
+            ambiguous bare name, or a bad file (see `load_csv`).
     """
     if isinstance(spec, PreferenceGame):
         return spec

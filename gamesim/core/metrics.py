@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
+import numpy as np
 from jax.nn import log_softmax
 from jax.scipy.special import logsumexp
 
@@ -91,7 +92,22 @@ def kl(log_p, log_q):
 
 
 def duality_gaps(A, log_ref, log_pi, tau):
-    """Per-context DualGap_τ(π); τ = 0 gives the original game's gap. Shapes (…, n) → (…)."""
+    """Per-context duality gap of the τ-regularized game, DualGap_τ(π) = 2τ KL(π ‖ BR_τ(π)).
+
+    Args:
+        A: the payoff P − 1/2, (…, n, n).
+        log_ref: log π_ref, (…, n).
+        log_pi: log π, (…, n).
+        tau: τ ≥ 0 (a scalar or broadcastable array); τ = 0 gives the original game's gap
+            2 max_y (Aπ)_y.
+
+    Returns:
+        DualGap_τ(π) per context, (…), clipped at 0 against rounding.
+
+    References:
+        INPO (Zhang et al. 2024) eq. 3 and the gap of its Theorem 3; the closed form is derived in
+        this module's docstring.
+    """
     pi = jnp.exp(log_pi)
     Api = matvec(A, pi)
     positive = tau > 0
@@ -115,7 +131,17 @@ class Accumulators(NamedTuple):
 
 
 def accumulate(acc: Accumulators | None, log_pi, log_ref) -> Accumulators:
-    """Add π_t, weight t + 1 in the weighted sum, to the running sums (start them when `acc` is None)."""
+    """Add the iterate π_t to the running sums over π_0..π_t.
+
+    Args:
+        acc: the sums over π_0..π_{t−1}, or None at t = 0 (start them).
+        log_pi: log π_t, (C, n).
+        log_ref: log π_ref, (C, n).
+
+    Returns:
+        The sums over π_0..π_t: plays t + 1, Σ π_s, Σ KL(π_s‖π_ref), Σ log(π_s/π_ref) and
+        Σ (s + 1)π_s (π_t with weight t + 1, CFR+'s linear averaging).
+    """
     pi = jnp.exp(log_pi)
     if acc is None:
         return Accumulators(jnp.ones((), log_pi.dtype), pi, kl(log_pi, log_ref), log_pi - log_ref, pi)
@@ -137,12 +163,28 @@ def _gap_and_value(scores, log_p, p, log_ref, tau):
 
 
 def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn=None) -> dict:
-    """Every metric of `METRICS` at the current iterate, ρ-weighted over contexts, and the dueling
-    regret when the von Neumann winner π_vN is given.
+    """Every metric of `METRICS` at the current iterate (the best-iterate ones excepted).
 
     Three matrix-vector products per record, Aπ_t, Aπ̄_t and Aπ̃_t: A Σ_s π_s = (t + 1) Aπ̄_t, and by
     antisymmetry P(π ≻ q) − 1/2 = πᵀAq = −qᵀAπ for the win rates against π_ref and π*. The
     best-iterate metrics (`BEST`) are running minima over the records, taken by `best_so_far`.
+
+    Args:
+        acc: the running sums over π_0..π_t (`accumulate`, π_t included).
+        A: the payoff P − 1/2, (C, n, n).
+        log_ref: log π_ref, (C, n).
+        weights: ρ, the context weights, (C,).
+        log_pi: log π_t, (C, n).
+        tau: τ ≥ 0, the regularization the gaps, regrets and `kl_to_eq` refer to.
+        log_pi_star: log π*, the equilibrium `kl_to_eq` and `winrate_vs_eq` measure against, (C, n).
+        pi_vn: the von Neumann winner, (C, n), for the dueling regret (sampled feedback), or None.
+
+    Returns:
+        Metric name → scalar, ρ-weighted over contexts; those in NONNEGATIVE clipped at 0.
+
+    References:
+        INPO (Zhang et al. 2024) eq. 3 (the gaps), §3.1 and Theorem 3 (the regret), Lemma 2 (the
+        linearized regret); the closed forms are derived in this module's docstring.
     """
     T = acc.plays
     pi = jnp.exp(log_pi)
@@ -175,7 +217,5 @@ def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_
 def best_so_far(metrics: dict) -> dict:
     """`metrics` (arrays whose last axis is every record from π_0 on) with the best-iterate metrics
     added: the running minimum of each `BEST` source over the records."""
-    import numpy as np
-
     return {**metrics, **{name: np.minimum.accumulate(np.asarray(metrics[source]), axis=-1)
                           for name, source in BEST.items()}}

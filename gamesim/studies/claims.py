@@ -29,11 +29,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp, softmax
 
 from gamesim.dynamics import theory
 from gamesim.dynamics.algorithms import Algorithm, get_algorithm, theorem_schedule
+from gamesim.dynamics.losses import inpo_population_loss, ipo_loss, nash_md_pg_loss
 from gamesim.core.errors import GamesimError
 from gamesim.core.names import did_you_mean
 from gamesim.core.games import PreferenceGame, load_game
@@ -77,9 +80,19 @@ class Check:
 
 
 def bound(label: str, measured, limit, note: str = "") -> Check:
-    """A theorem's inequality measured ≤ limit, elementwise (arrays broadcast); ratio (measured −
-    ROUNDING)/limit, and where the limit is at rounding level (≤ ROUNDING) 0 if measured ≤ limit +
-    ROUNDING, else inf."""
+    """A theorem's inequality measured ≤ limit, elementwise.
+
+    Args:
+        label: what the inequality is (shown by `gamesim verify`).
+        measured: the quantity on the run, an array (or scalar) broadcast against `limit`.
+        limit: the theorem's bound, from a-priori constants only (never measured on this run).
+        note: what was measured, beyond the ratio.
+
+    Returns:
+        A "bound" Check at the worst element: ratio (measured − ROUNDING)/limit; where the limit
+        is at rounding level (≤ ROUNDING), 0 if measured ≤ limit + ROUNDING, else inf; a
+        non-finite measured or limit gives inf. An empty array passes (ratio 0).
+    """
     measured, limit = np.broadcast_arrays(np.asarray(measured, float), np.asarray(limit, float))
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = np.where(limit > ROUNDING, (measured - ROUNDING) / limit,
@@ -91,7 +104,17 @@ def bound(label: str, measured, limit, note: str = "") -> Check:
 
 
 def sharp(label: str, error, tolerance: float, note: str = "") -> Check:
-    """An exact prediction met to `tolerance`: the largest `error` (non-finite: failed)."""
+    """An exact prediction met to a stated tolerance.
+
+    Args:
+        label: what is predicted (shown by `gamesim verify`).
+        error: the errors |measured − predicted|, an array or scalar (signed values count by size).
+        tolerance: the largest error allowed, > 0.
+        note: what was measured, beyond the ratio.
+
+    Returns:
+        A "sharp" Check at the largest |error|: ratio |error|/tolerance (inf for a non-finite error).
+    """
     error = np.asarray(error, float).ravel()
     worst = float(np.max(np.where(np.isfinite(error), np.abs(error), np.inf))) if error.size else 0.0
     return Check(label, "sharp", worst / tolerance, worst, tolerance, note)
@@ -108,9 +131,17 @@ def relative_error(measured, predicted, floor: float = 1e-300):
 class Claim:
     """A checkable statement.
 
-    check(ctx) → list of `Check`s for the game `ctx.game`; `algorithms` are the registered names
-    it runs (the ones `verify(algorithms=…)` may replace, and whose mutants it may kill); `games`
-    and `quick_games` are game specs; kind: "theorem", "derivation" or "observation".
+    Args:
+        name: unique, the name `gamesim verify NAME` selects it by.
+        source: where the statement comes from (paper, theorem, equation).
+        statement: the statement, in one line.
+        check: check(ctx: Context) → list of `Check`s (`bound`, `sharp`) for the game `ctx.game`.
+        algorithms: the registered names it runs (the ones `verify(algorithms=…)` may replace, and
+            whose mutants it may kill).
+        games: game specs `verify` runs it on.
+        quick_games: game specs for `verify(quick=True)` (a subset, or smaller games).
+        kind: "theorem" (a paper's statement), "derivation" (gamesim's own, derived in the
+            check's docstring) or "observation" (what a paper reports, not what it proves).
     """
 
     name: str
@@ -130,7 +161,7 @@ Runner = Callable[..., object]
 
 def run(game, algorithm, batch: bool = False, **kwargs):
     """The default runner: gamesim's engine, without a progress bar."""
-    from gamesim.engine.simulation import simulate, simulate_batch
+    from gamesim.engine.simulation import simulate, simulate_batch  # the engine loads at the first check, not when a plugin registers a claim
 
     return (simulate_batch if batch else simulate)(game, algorithm, progress=False, **kwargs)
 
@@ -238,12 +269,31 @@ def linear_convergence(ctx: Context, name: str, *, eta, tau, limit, label: str, 
       the fixed point, to RATE_TOL (relative, on log ρ);
     - if `theorem_rate` (the theorem's contraction factor q of KL per step) is given, ρ̂² ≤ q.
 
-    fixed_state: the state pytree at the fixed point (default log π̂ as (C, n)); states(policies)
-    rebuilds the flattened state of each record from the recorded policies (default log π).
-    """
-    import jax
+    Args:
+        ctx: the check's Context (game, algorithm under test, reference algorithm).
+        name: the registered algorithm.
+        eta, tau: the constant step and the regularization.
+        limit: π̂, the predicted limit, shape `game.policy_shape()`.
+        label: prefix of the checks' labels (the setting).
+        params: the algorithm's hyperparameters (its defaults for the rest).
+        init: π_0 as `simulate` takes it (default: the algorithm's).
+        fixed_state: the state pytree at the fixed point (default log π̂ as (C, n)).
+        states: states(policies) → the flattened state of each record, rebuilt from the recorded
+            policies (default log π).
+        theorem_rate: the theorem's contraction factor q of KL per step, or None.
+        cap: the most iterations the run may need; a slower predicted rate is an error.
 
-    from gamesim.engine.simulation import initial_policy
+    Returns:
+        Two sharp Checks (the limit and the rate) and, with `theorem_rate`, a bound.
+
+    Raises:
+        GamesimError: if reaching π̂ to 1e-12 at the predicted rate needs `cap` iterations or more.
+
+    References:
+        The local rate is the spectral radius of the step's Jacobian at its fixed point
+        (`theory.local_rate`); the tail over which it is measured is TAIL.
+    """
+    from gamesim.engine.simulation import initial_policy  # the engine loads when a check runs (see `run`)
 
     game = ctx.game
     pi_hat = game.stack_policy(limit)
@@ -274,7 +324,7 @@ def linear_convergence(ctx: Context, name: str, *, eta, tau, limit, label: str, 
 def contraction(ctx: Context, name: str, *, eta, tau, rate: float, label: str) -> list[Check]:
     """A theorem's linear contraction KL(π*_τ‖π_t) ≤ rate^t KL(π*_τ‖π_0) checked over 300 steps
     from π_ref, with `linear_convergence`'s sharp checks and ρ̂² ≤ rate."""
-    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a check runs, not with the claims a plugin registers
 
     traj = ctx.simulate(name, eta=eta, tau=tau, iterations=300)
     kl, t = traj.metrics["kl_to_eq"], traj.iterations
@@ -300,11 +350,6 @@ def _run_length(ctx: Context, quick: int, full: int) -> int:
 def _inpo_lemma5(ctx: Context) -> list[Check]:
     """One Newton step on eq. 8's population loss (quadratic in log π) is its exact minimizer; it
     must equal one step of the update under test (eq. 5)."""
-    import jax
-    import jax.numpy as jnp
-
-    from gamesim.dynamics.losses import inpo_population_loss
-
     game, eta, tau = ctx.game, 0.5, 0.2
     with jax.enable_x64(True):
         A, log_ref = jnp.asarray(game.payoff[0]), jnp.log(jnp.asarray(game.stacked_reference[0]))
@@ -377,7 +422,7 @@ def _inpo_theorem4(ctx: Context) -> list[Check]:
     """Theorem 4's recursion and rate with C = max(Bτ, 1) from the a-priori B (C = 1 here), plus the
     exact behaviour at a constant η: linear convergence to π*_τ (derived: the fixed point of eq. 5
     is π*_τ for every η) at the rate of the linearized step."""
-    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a check runs, not with the claims a plugin registers
 
     game, tau, eta = ctx.game, 0.5, 0.6
     T = _run_length(ctx, 2000, 20000)
@@ -517,7 +562,7 @@ def _optimistic_states(game):
 
 
 def _optimistic(ctx: Context, tau: float, eta: float) -> list[Check]:
-    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a check runs, not with the claims a plugin registers
 
     game = ctx.game
     pi = game.stack_policy(solve(game, tau).policy)
@@ -554,9 +599,6 @@ def _mmd_theorem34(ctx: Context) -> list[Check]:
 def _loss_step_error(ctx: Context, name: str, loss, lr_to_eta, beta: float) -> float:
     """max |one step of `name` at η − one SGD step of lr on `loss` (autodiff)| in log π, η = lr_to_eta·lr,
     from a random policy on context 0 (π_ref of the game)."""
-    import jax
-    import jax.numpy as jnp
-
     game, tau, lr = ctx.game, 0.2, 0.01
     with jax.enable_x64(True):
         A, log_ref = jnp.asarray(game.payoff[0]), jnp.log(jnp.asarray(game.stacked_reference[0]))
@@ -571,7 +613,7 @@ def _loss_step_error(ctx: Context, name: str, loss, lr_to_eta, beta: float) -> f
 def _online_ipo_prop41(ctx: Context) -> list[Check]:
     """Prop. 4.1: π*_τ is the stationary point of online IPO's expected dynamics; sharp: one step
     from π*_τ stays there, and the iterates converge to it at the linearized step's rate."""
-    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a check runs, not with the claims a plugin registers
 
     game, tau, eta = ctx.game, 0.2, 2.0
     star = solve(game, tau).policy
@@ -583,8 +625,6 @@ def _online_ipo_prop41(ctx: Context) -> list[Check]:
 def _online_ipo_prop42(ctx: Context) -> list[Check]:
     """Prop. 4.2: online IPO's expected loss gradient is the self-play policy gradient; so SGD at lr
     on the IPO loss (eq. 11, pairs from sg[π]) is the step at η = 4 lr/τ: autodiff against the step."""
-    from gamesim.dynamics.losses import ipo_loss
-
     error = _loss_step_error(ctx, "online-ipo", ipo_loss, lambda tau: 4 / tau, 0.0)
     return [sharp("SGD on the online IPO loss (autodiff) = the step at η = 4 lr/τ (max|Δ log π| ≤ 1e-12)",
                   error, 1e-12)]
@@ -594,8 +634,6 @@ def _ipo_md_prop5(ctx: Context) -> list[Check]:
     """Props. 5.1 and 5.2 for IPO-MD and Nash-MD-PG (β = 0.25): each step is SGD on its loss (IPO's
     on pairs from π' ∝ π^{1−β}π_ref^β at η = 4 lr/τ; Nash-MD-PG's surrogate at η = lr, autodiff);
     both converge to eq. 13's point, whose mixture π' is π*_{τ/(1−β)} (Prop. 5.2), linearly."""
-    from gamesim.dynamics.losses import ipo_loss, nash_md_pg_loss
-
     game, tau, eta, beta = ctx.game, 0.2, 2.0, 0.25
     limit = theory.mixture_limit(game, tau, beta)
     out = []
@@ -618,7 +656,7 @@ def _refresh(ctx: Context, name: str, inner: str) -> list[Check]:
         KL(π*‖m_{k+1}) = KL(π*‖m_k) − KL(m_{k+1}‖m_k) + m_{k+1}ᵀAπ*/τ ≤ KL(π*‖m_k) − KL(m_{k+1}‖m_k),
 
     so KL(π*‖m_k) never grows and the last iterate converges to π* (Lemma 4, Thm. 1)."""
-    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a check runs, not with the claims a plugin registers
 
     game, tau, eta = ctx.game, 0.1, 0.5
     refreshes = _run_length(ctx, 12, 30)
@@ -698,7 +736,18 @@ CLAIMS: dict[str, Claim] = {}
 
 
 def register_claim(claim: Claim) -> Claim:
-    """Add a claim to the registry that `verify` and `gamesim verify` run (a name can be taken once)."""
+    """Add a claim to the registry that `verify` and `gamesim verify` run.
+
+    Args:
+        claim: a Claim with a name not yet taken (registering the same object again is allowed),
+            a kind of KINDS, and non-empty games and quick_games.
+
+    Returns:
+        `claim`, so a plugin can write `CLAIM = register_claim(Claim(...))`.
+
+    Raises:
+        GamesimError: for a non-Claim, a taken name, an unknown kind or no games.
+    """
     if not isinstance(claim, Claim):
         raise GamesimError(f"register_claim takes a gamesim.studies.claims.Claim, not {type(claim).__name__}")
     if claim.name in CLAIMS and CLAIMS[claim.name] is not claim:
@@ -815,8 +864,19 @@ def select(names: Sequence[str] | None) -> list[Claim]:
 
 def check_claim(claim: Claim, quick: bool = False, algorithms: dict | None = None, runner: Runner = run,
                 stop_on_failure: bool = False) -> Result:
-    """Run one claim on its games (its quick games with `quick`); with `stop_on_failure` it stops
-    at the first game on which a check fails."""
+    """Run one claim on its games.
+
+    Args:
+        claim: the Claim.
+        quick: run on its quick_games, with the checks' quick run lengths.
+        algorithms: name → Algorithm (or registered name) run in place of the registered `name`.
+        runner: how the checks' runs are made (`run`; a mutant may wrap it).
+        stop_on_failure: stop at the first game on which a check fails.
+
+    Returns:
+        The Result: checks[label][game spec] → Check, and the seconds taken. A GamesimError
+        raised by a check (a run the substituted algorithm cannot make) is a failed Check.
+    """
     t0 = time.perf_counter()
     result = Result(claim)
     for spec in claim.quick_games if quick else claim.games:
@@ -834,10 +894,20 @@ def check_claim(claim: Claim, quick: bool = False, algorithms: dict | None = Non
 
 
 def verify(names=None, quick: bool = False, algorithms: dict | None = None) -> list[Result]:
-    """Run the named claims (all by default) on their games; see `CLAIMS`.
+    """Run the named claims on their games (`gamesim verify`).
 
-    algorithms: name → Algorithm (or registered name) run in place of the registered `name` (your
-    implementation of INPO, say), while predictions still come from the registered one.
+    Args:
+        names: claim names of `CLAIMS`; None or empty for all.
+        quick: run each on its quick_games with shorter runs.
+        algorithms: name → Algorithm (or registered name) run in place of the registered `name`
+            (your implementation of INPO, say), while predictions still come from the
+            registered one.
+
+    Returns:
+        One Result per claim, in the order of `names` (registry order by default).
+
+    Raises:
+        GamesimError: for an unknown claim or algorithm name (with the closest one).
     """
     for name, alg in (algorithms or {}).items():
         get_algorithm(name)

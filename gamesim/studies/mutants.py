@@ -26,7 +26,7 @@ import numpy as np
 
 from gamesim.dynamics import updates as u
 from gamesim.dynamics.algorithms import get_algorithm, refreshing
-from gamesim.studies.claims import CLAIMS, check_claim, run, select
+from gamesim.studies.claims import CLAIMS, _gap, _stacked, check_claim, run, select
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,6 @@ def _nash_md_mutants() -> dict:
 def _average_without_first(runner: Callable) -> Callable:
     """Runs as `runner`, but the average-iterate metrics are those of the mean of π_1..π_t (π_0
     left out, the bug), recomputed from every iterate and then read at the requested records."""
-    from gamesim.studies.claims import _gap, _stacked
-
     def wrapped(game, algorithm, batch=False, **kwargs):
         k = kwargs.pop("record_every", 1)
         traj = runner(game, algorithm, batch=batch, record_every=1, **kwargs)
@@ -203,11 +201,23 @@ class Row:
 
 
 def kill_matrix(quick: bool = False, claims=None, first_kill: bool = False, log=None) -> list[Row]:
-    """Run every claim (of `claims`, default all) about each mutant's algorithm with the mutant in its place.
+    """Run every claim about each mutant's algorithm with the mutant in its place (`gamesim verify --mutants`).
 
     A claim kills a mutant when any of its checks fails on any of its games (it stops at the first
-    such game). first_kill: move to the next mutant at the first claim that kills (faster; the
-    matrix then shows "not run" after it).
+    such game), or when the mutant makes the check raise.
+
+    Args:
+        quick: run the claims on their quick games.
+        claims: claim names (default all); the mutants are those of the algorithms they are about.
+        first_kill: move to the next mutant at the first claim that kills (faster; the matrix then
+            shows "not run" after it).
+        log: called with one line per mutant as it finishes (e.g. print), or None.
+
+    Returns:
+        One Row per mutant: claim name → "killed", "survived", "error: …" or "not run".
+
+    Raises:
+        GamesimError: for an unknown claim name.
     """
     chosen = select(claims)
     rows = []

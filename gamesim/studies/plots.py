@@ -40,7 +40,10 @@ from pathlib import Path
 import numpy as np
 
 from gamesim.core.errors import GamesimError
+from gamesim.core.files import atomic_open
+from gamesim.core.games import load_game
 from gamesim.core.names import check_keys
+from gamesim.dynamics import theory
 
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#000000", "#F0E442")
 ALGORITHM_STYLE = {  # label, colour, line style, marker: the same in every figure
@@ -89,7 +92,6 @@ COMMON = ("kind", "group", "groups", "select", "hue", "hue_symbol", "title", "xl
 
 def check_panel(panel: dict, groups: dict, where: str) -> None:
     """Raise GamesimError for an unknown key, kind, group, axis, metric or overlay in a panel."""
-
     check_keys([panel.get("kind", "?")], list(KINDS), f"panel kind in {where}")
     kind = panel["kind"]
     check_keys(panel, COMMON + KINDS[kind], f"key in {where} (kind {kind!r})")
@@ -106,7 +108,7 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
             if g.metrics is not None:
                 check_keys([panel["metric"]], g.metrics, f"metric in {where} (not recorded by group {name!r})")
             elif g.fixed.get("mode", "tabular") == "tabular":
-                from gamesim.core.metrics import METRICS, SAMPLED_METRICS
+                from gamesim.core.metrics import METRICS, SAMPLED_METRICS  # JAX loads with core.metrics: only a tabular group needs it
 
                 check_keys([panel["metric"]], [*METRICS, *SAMPLED_METRICS], f"metric in {where}")
         for key in ("hue",) + (("x", "y") if kind == "heatmap" else ()):
@@ -150,10 +152,10 @@ def _group_names(panel, groups) -> list:
 
 def draw(study, results: dict, base: Path) -> list[Path]:
     """Draw the study's panels into one figure; write base.pdf and base.png."""
-    import matplotlib
+    import matplotlib  # matplotlib loads when a figure is drawn, not when a spec is checked
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): no display needed
 
     spec = study.spec
     rows, cols = spec.get("layout", [1, len(study.panels)])
@@ -176,8 +178,6 @@ def draw(study, results: dict, base: Path) -> list[Path]:
             text = "\n".join(textwrap.fill(p, width) for p in spec["caption"].strip().split("\n\n"))
             fig.text(0.01, 0.0, text, ha="left", va="top", fontsize=8, wrap=False)
         paths = [base.with_suffix(".pdf"), base.with_suffix(".png")]
-        from gamesim.core.files import atomic_open
-
         for path in paths:
             with atomic_open(path, "wb") as f:
                 fig.savefig(f, format=path.suffix[1:], dpi=150)
@@ -245,16 +245,13 @@ def _run_params(group, hue, value, panel, extra=None) -> dict:
 
 def _line_game(group, select: dict):
     """The game of a line (its selected game, else the group's first)."""
-    from gamesim.core.games import load_game
-
     return load_game(select.get("game", group.axes["game"][0]))
 
 
 def _constants(game, params) -> tuple[float, float]:
     """The bounds' a-priori constants for a run: D = log(1/min π_ref) and INPO's Assumption A bound
     B from π_0 and τ (`theory.assumption_a_bound`), never measured on the run."""
-    from gamesim.dynamics import theory
-    from gamesim.engine.simulation import initial_policy
+    from gamesim.engine.simulation import initial_policy  # the engine (JAX, scipy.optimize) loads for a bound's constants only
 
     D = float(np.log(1 / game.stacked_reference.min()))
     tau = params.get("tau", 0.0)
@@ -266,8 +263,6 @@ def _constants(game, params) -> tuple[float, float]:
 
 
 def _theory(name, t, params, game, y0):
-    from gamesim.dynamics import theory
-
     D, B = _constants(game, params)
     tau, eta = params.get("tau", 0.0), params.get("eta")
     t = np.asarray(t, float)
@@ -303,7 +298,7 @@ def _finish(ax, panel, xlabel, ylabel, logx=False, logy=True):
     if "title" in panel:
         ax.set_title(panel["title"])
     if panel.get("legend", "best"):
-        from matplotlib.lines import Line2D
+        from matplotlib.lines import Line2D  # matplotlib loads when a figure is drawn (see `draw`)
 
         handles, labels = ax.get_legend_handles_labels()
         unique = {}
@@ -423,8 +418,7 @@ def _final(ax, panel, study, results):
 
 
 def _simplex(ax, panel, study, results):
-    from gamesim.core.equilibria import solve
-    from gamesim.core.games import load_game
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a simplex panel marks equilibria
 
     gname = _group_names(panel, study.groups)[0]
     group = study.groups[gname]
@@ -456,7 +450,7 @@ def _simplex(ax, panel, study, results):
 
 
 def _heatmap(ax, panel, study, results):
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import LogNorm  # matplotlib loads when a figure is drawn (see `draw`)
     from matplotlib.patches import Rectangle
 
     gname = _group_names(panel, study.groups)[0]

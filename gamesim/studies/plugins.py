@@ -23,7 +23,19 @@ LOADED: dict[Path, tuple[ModuleType, str]] = {}
 
 
 def load_plugin(path) -> ModuleType:
-    """Run the Python file `path` (once per process) and return it as a module."""
+    """Run a plugin file once per process, recording its content hash for studies' fingerprints.
+
+    Args:
+        path: a Python file (*.py); `~` is expanded and the path resolved, so one file loaded
+            under two spellings runs once.
+
+    Returns:
+        The file as a module (the one loaded before, if it was).
+
+    Raises:
+        GamesimError: if `path` is not an existing .py file, or when running it raises: with the
+            file's name and line (a GamesimError it raises keeps its message after the name).
+    """
     path = Path(path).expanduser().resolve()
     if path in LOADED:
         return LOADED[path][0]

@@ -1,0 +1,147 @@
+"""Plain-numpy transcriptions of the papers' updates and closed forms, shared by the tests.
+
+Each is written in probability space with P itself (not gamesim's A = P − 1/2), independently of
+gamesim's JAX code, in the paper's own form: gamesim's steps are checked against them (to 1e-12
+over 100 steps in test_algorithms.py and test_algorithm_family.py).
+
+A step is step(pi, P, ref, eta, tau, t) → π_{t+1}, t = 0, 1, … the iteration (fictitious play
+uses it); the stateful ones (optimistic, refreshing, iterative DPO) are classes: one object per run.
+"""
+
+import numpy as np
+from scipy.special import logsumexp
+
+from gamesim.dynamics.updates import BT_RIDGE
+
+
+def normalize(w):
+    return w / w.sum()
+
+
+def kl(p, q):
+    """KL(p‖q), 0 log 0 = 0."""
+    p, q = np.asarray(p), np.asarray(q)
+    m = p > 0
+    return float(np.sum(p[m] * np.log(p[m] / q[m])))
+
+
+def gap_closed_form(P, ref, pi, tau):
+    """DualGap_τ(π) = 2[τ log Σ π_ref e^{(Pπ)/τ} + τ KL(π‖π_ref) − 1/2] (the issue's closed form)."""
+    return 2 * (tau * logsumexp(P @ pi / tau, b=ref) + tau * kl(pi, ref) - 0.5)
+
+
+def mixture(pi, ref, beta):
+    """NLHF eq. 3's geometric mixture π^{1−β} π_ref^β, normalized (β = ητ in Nash-MD)."""
+    return normalize(pi ** (1 - beta) * ref ** beta)
+
+
+# --- the updates ---------------------------------------------------------------------------------------
+def inpo_eq5(pi, P, ref, eta_inpo, tau):
+    """INPO eq. 5: π_{t+1} ∝ exp(P(y≻π_t)/η) π_ref^{τ/η} π_t^{1−τ/η}, η the inverse learning rate."""
+    return normalize(np.exp(P @ pi / eta_inpo) * ref ** (tau / eta_inpo) * pi ** (1 - tau / eta_inpo))
+
+
+def omd(pi, P, ref, eta, tau, t=0):
+    """OMD / INPO at learning rate η: INPO eq. 5 with its inverse learning rate 1/η (NLHF eqs. 7–8)."""
+    return inpo_eq5(pi, P, ref, 1 / eta, tau)
+
+
+def nash_md_eq34(pi, P, ref, eta, tau, t=0):
+    """NLHF eq. 3 (the geometric mixture at β = ητ) and eq. 4 (a mirror step against it)."""
+    mix = mixture(pi, ref, eta * tau)
+    return normalize(mix * np.exp(eta * P @ mix))
+
+
+def hedge(pi, P, ref, eta, tau, t=0):
+    """SPPO eq. 4.1: π_{t+1} ∝ π_t exp(η P(y ≻ π_t)) (Hedge; DNO and iterative IPO take the same step)."""
+    return normalize(pi * np.exp(eta * P @ pi))
+
+
+class Optimistic:
+    """Optimistic OMD, one-line form: π_{t+1} ∝ π_t^{1−ητ} π_ref^{ητ} exp(η(2Pπ_t − Pπ_{t−1})), Pπ_{−1} = Pπ_0."""
+
+    def __init__(self):
+        self.prev = None
+
+    def __call__(self, pi, P, ref, eta, tau, t=0):
+        now = P @ pi
+        prev = now if self.prev is None else self.prev
+        self.prev = now
+        return normalize(pi ** (1 - eta * tau) * ref ** (eta * tau) * np.exp(eta * (2 * now - prev)))
+
+
+def extragradient(pi, P, ref, eta, tau, t=0):
+    """EGPO's tabular step: an OMD half step, then the OMD step from π_t against the half step."""
+    half = normalize(pi ** (1 - eta * tau) * ref ** (eta * tau) * np.exp(eta * P @ pi))
+    return normalize(pi ** (1 - eta * tau) * ref ** (eta * tau) * np.exp(eta * P @ half))
+
+
+def mmd(pi, P, ref, eta, tau, t=0):
+    """MMD (Sokota et al. 2023) eq. 12: [π_t ρ^{αη} e^{η q_t}]^{1/(1+αη)}, magnet ρ = π_ref, α = τ."""
+    return normalize((pi * ref ** (tau * eta) * np.exp(eta * P @ pi)) ** (1 / (1 + tau * eta)))
+
+
+class Refreshing:
+    """COMAL / MPO: an inner step towards the magnet's regularized equilibrium; the magnet is reset to
+    the iterate every `every` steps or once the inner gap is ≤ `gap_threshold`."""
+
+    def __init__(self, inner, every, gap_threshold=0.0):
+        self.inner, self.every, self.eps, self.magnet, self.since = inner, every, gap_threshold, None, 0
+
+    def __call__(self, pi, P, ref, eta, tau, t=0):
+        magnet = ref if self.magnet is None else self.magnet
+        new = self.inner(pi, P, magnet, eta, tau, t)
+        self.since += 1
+        if self.since >= self.every or gap_closed_form(P, magnet, new, tau) <= self.eps:
+            magnet, self.since = new, 0
+        self.magnet = magnet
+        return new
+
+
+def logit_step(pi, eta, weights, advantage):
+    """A policy-gradient step on the logits: π ∝ π exp(η w ⊙ (a − ⟨w, a⟩))."""
+    return normalize(pi * np.exp(eta * weights * (advantage - weights @ advantage)))
+
+
+def online_ipo(pi, P, ref, eta, tau, t=0, beta=0.0):
+    """Calandriello et al. 2024: online IPO (β = 0, eq. 11's expected gradient) and IPO-MD (β > 0,
+    pairs from the mixture π' ∝ π^{1−β}π_ref^β), both weighted by π'."""
+    mix = mixture(pi, ref, beta)
+    return logit_step(pi, eta, mix, P @ mix - tau * np.log(pi / ref))
+
+
+def nash_md_pg(pi, P, ref, eta, tau, t=0, beta=0.0):
+    """Calandriello et al. 2024, Nash-MD-PG: the policy gradient weighted by π against the mixture π'."""
+    mix = mixture(pi, ref, beta)
+    return logit_step(pi, eta, pi, P @ mix - tau * np.log(pi / ref))
+
+
+class IterativeDPO:
+    """Iterative DPO: the Bradley-Terry reward fitted by Newton on the π⊗π-weighted likelihood (with
+    gamesim's ridge BT_RIDGE, scaled by each response's comparison mass), then π_t exp(η r)."""
+
+    def __init__(self):
+        self.r = None
+
+    def __call__(self, pi, P, ref, eta, tau, t=0):
+        r = np.zeros_like(pi) if self.r is None else self.r
+        W = np.outer(pi, pi)
+        for _ in range(12):
+            S = 1 / (1 + np.exp(-(r[:, None] - r[None, :])))
+            ridge = BT_RIDGE * W.sum(1)
+            grad = (W * (S - P)).sum(1) + ridge * r
+            M = W * S * (1 - S)
+            r = r - np.linalg.solve(np.diag(M.sum(1) + ridge) - M, grad)
+        self.r = r
+        return normalize(pi * np.exp(eta * r))
+
+
+def fictitious_play(pi, P, ref, eta, tau, t=0):
+    """Fictitious play (Brown 1951; smooth at τ > 0): the running average of (regularized) best responses."""
+    br = normalize(ref * np.exp(P @ pi / tau)) if tau > 0 else np.eye(len(pi))[np.argmax(P @ pi)]
+    return (1 - 1 / (t + 2)) * pi + br / (t + 2)
+
+
+def replicator(pi, P, ref, eta, tau, t=0):
+    """Discrete replicator dynamics: π_{t+1}(y) = π_t(y)(1 + η((Pπ_t)_y − π_tᵀPπ_t))."""
+    return pi * (1 + eta * (P @ pi - pi @ P @ pi))
