@@ -95,6 +95,12 @@ def theorem_schedule(tau: float, t):
     return 2.0 / (tau * (t + 2))
 
 
+def step_sizes(schedule: str, eta, tau: float) -> tuple[float, float]:
+    """(η_0, d) with η_t = η_0/(1 + d·t), the form the engine compiles: "constant" is (η, 0);
+    "theorem" is (1/τ, 1/2), which is `theorem_schedule`'s 2/(τ(t+2))."""
+    return (1 / tau, 0.5) if schedule == "theorem" else (eta, 0.0)
+
+
 MIN_ETA, MAX_ETA = 1e-12, 1e12
 """The learning rates accepted: below 1e-12 a step ηAπ is within a few thousand float64 roundings
 of log π; above 1e12 the logits of a long run overflow."""

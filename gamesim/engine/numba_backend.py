@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from gamesim.dynamics.updates import mirror_logits
+from gamesim.engine.state import MirrorCarry
 
 CHAINS = {"omd": (False, True), "hedge": (False, False), "nash-md": (True, False)}
 """numba_chain → (a geometric-mixture step first, τ in the scored step)."""
@@ -128,17 +129,18 @@ def _start(log_pi, log_ref, game, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi
                                        np.exp(log_pi[b, c]), log_ref[game[b], c])
 
 
-def start(log_pi0: np.ndarray, log_ref: np.ndarray) -> list:
-    """The engine state at π_0, (B, C, n) with log_ref (G, C, n): the leaves of the JAX engine's carry,
-    [log π, plays, Σπ, ΣKL(π‖π_ref), Σlog(π/π_ref), Σ(s+1)π_s, t]."""
+def start(log_pi0: np.ndarray, log_ref: np.ndarray) -> MirrorCarry:
+    """The engine state at π_0, (B, C, n) with log_ref (G, C, n): the leaves of the JAX engine's
+    `Carry` for a mirror chain."""
     B, C, n = log_pi0.shape
-    state = [np.array(log_pi0, np.float64), np.ones(B), np.zeros((B, C, n)), np.zeros((B, C)),
-             np.zeros((B, C, n)), np.zeros((B, C, n)), np.zeros(B)]
-    _start(state[0], np.asarray(log_ref, np.float64), _game_of_run(B, log_ref), state[2], state[3], state[4], state[5])
+    state = MirrorCarry(np.array(log_pi0, np.float64), np.ones(B), np.zeros((B, C, n)), np.zeros((B, C)),
+                        np.zeros((B, C, n)), np.zeros((B, C, n)), np.zeros(B))
+    _start(state.log_pi, np.asarray(log_ref, np.float64), _game_of_run(B, log_ref), state.sum_pi, state.sum_kl_ref,
+           state.sum_log_ratio, state.sum_weighted_pi)
     return state
 
 
-def advance(chain: str, state: list, AT, log_ref, eta0, decay, tau, k: int, records: int):
+def advance(chain: str, state: MirrorCarry, AT, log_ref, eta0, decay, tau, k: int, records: int):
     """`records` records of k steps of the chain from `state` (not modified). Returns the new state
     and the state at each record, [log π (B, R, C, n), plays (B, R), Σπ, ΣKL (B, R, C), Σlog ratio, Σ(s+1)π_s]."""
     log_pi, plays, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t = (np.array(x, np.float64) for x in state)
@@ -148,7 +150,7 @@ def advance(chain: str, state: list, AT, log_ref, eta0, decay, tau, k: int, reco
     _advance(log_pi, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t, AT, log_ref, _game_of_run(B, log_ref), eta0,
              decay, tau, *CHAINS[chain], k, *out)
     steps = k * np.arange(1, records + 1)
-    new_state = [log_pi, plays + k * records, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t + k * records]
+    new_state = MirrorCarry(log_pi, plays + k * records, sum_pi, sum_kl, sum_log_ratio, sum_weighted_pi, t + k * records)
     return new_state, [out[0], plays[:, None] + steps, *out[1:]]
 
 

@@ -23,7 +23,8 @@ from gamesim.core.rundir import RunDirectory, read
 
 
 def versions(gamesim_version: str) -> dict:
-    import jax
+    """The library versions a run's provenance records."""
+    import jax  # only provenance needs these: `gamesim solve` prints its JSON without loading JAX
     import scipy
 
     return {"gamesim": gamesim_version, "python": platform.python_version(), "numpy": np.__version__,
@@ -83,7 +84,7 @@ def read_run(out: Path, config: dict):
     """The Trajectory saved in the run directory `out` (every file checked against its manifest),
     refused with a one-line error when the command's settings differ from the saved ones (the
     engine then checks the fingerprint: the game's content, the algorithm's code, π_0, …)."""
-    from gamesim.engine.simulation import Trajectory
+    from gamesim.engine.simulation import Trajectory  # loads JAX, which dumps() and versions() callers need not
 
     info, files = read(out)
     changed = [SETTING_NAMES.get(k, f"--{k.replace('_', '-')}") for k in sorted(set(config) | set(info["config"]))

@@ -26,14 +26,21 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import importlib.util
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gamesim.dynamics.algorithms import Algorithm, get_algorithm, numba_chain
+from gamesim.bandit.sampled import sampled_algorithm
+from gamesim.core import VERSION
 from gamesim.core.equilibria import check_tau, solve
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
 from gamesim.core.guards import check_iterations, confirm, progress_bar, run_estimate
-from gamesim.core.metrics import BEST, METRICS, best_so_far
+from gamesim.core.metrics import BEST, METRICS, Accumulators, accumulate, best_so_far, record
+from gamesim.dynamics.algorithms import Algorithm, get_algorithm, numba_chain, step_sizes
+from gamesim.engine.state import Carry, Games, Hyper, MirrorCarry
 
 RECORDED = [name for name in METRICS if name not in BEST]
 """The metrics computed at each record (the best-iterate ones are running minima of these)."""
@@ -132,8 +139,6 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     """
     sampling = {k: hyperparameters.pop(k) for k in SAMPLING_OPTIONS if k in hyperparameters}
     if feedback == "sampled":
-        from gamesim.bandit.sampled import sampled_algorithm
-
         alg = sampled_algorithm(getattr(algorithm, "name", algorithm), **sampling)
     elif feedback == "exact":
         if sampling:
@@ -171,8 +176,6 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
 
     done = 0 if resume_from is None else int(resume_from.iterations[-1])
     confirm(run_estimate(games[0].n, games[0].num_contexts, B, T - done, k, alg.queries_per_step), yes)
-    import jax
-
     backend = choose_backend(backend, alg, games[0], dtype=dtype, runs=B, iterations=T, record_every=k,
                              devices=devices, params=params)
     if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every > 0):
@@ -222,10 +225,6 @@ def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype:
     elif devices not in (None, 1):
         problem = "the numba path runs on the CPU's threads; devices= splits JAX's batch"
     elif backend == "auto":
-        import importlib.util
-
-        import jax
-
         usable = importlib.util.find_spec("numba") is not None and jax.default_backend() == "cpu"
         worth_it = (game.n <= NUMBA_MAX_N and runs * iterations >= NUMBA_MIN_UPDATES
                     and record_every >= NUMBA_MIN_RECORD_EVERY)
@@ -239,8 +238,6 @@ def choose_backend(backend: str, alg: Algorithm, game: PreferenceGame, *, dtype:
 
 def _batch_sharding(B: int, devices: int | None):
     """(sharding of arrays with a leading batch axis, replicated sharding), or None on one device."""
-    import jax
-
     available = jax.local_device_count()
     if devices is None:
         devices = max(d for d in range(1, available + 1) if B % d == 0)
@@ -249,16 +246,12 @@ def _batch_sharding(B: int, devices: int | None):
                            f"that divides the batch size {B}")
     if devices == 1:
         return None
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
     mesh = Mesh(np.array(jax.local_devices()[:devices]), ("batch",))
     return NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
 
 
 def _place(tree, sharding, B: int, split: bool = True):
     """Put a pytree's arrays on the devices: a leading axis B split (if `split`), the rest replicated."""
-    import jax
-
     if sharding is None:
         return tree
     batch, replicated = sharding
@@ -268,8 +261,6 @@ def _place(tree, sharding, B: int, split: bool = True):
 
 def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, dtype, progress, resume_from,
          backend="jax", sharding=None, feedback=None, checkpoint=None, checkpoint_every=60.0, yes=None):
-    import jax
-
     t0 = time.perf_counter()
     ftype = np.float64 if dtype == "float64" else np.float32
     shared = len(games) == 1
@@ -283,11 +274,10 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     pi_vn = stack([g.stack_policy(solve(g, 0.0, yes=yes).policy) for g in games_b]) if sampled else None
     with np.errstate(divide="ignore"):
         log_pi_star = np.log(pi_star).astype(ftype)
-    eta0 = np.array([1 / t if schedule == "theorem" else e for e, t in zip(etas, taus)], ftype)
-    decay = np.full(len(taus), 0.5 if schedule == "theorem" else 0.0, ftype)
-    hyper = (eta0, decay, np.array(taus, ftype), weights, log_pi_star, pi_vn,
-             {key: np.array([p[key] for p in params], ftype) for key in alg.params})
-    consts = (A, log_ref)
+    eta0, decay = (np.array(x, ftype) for x in zip(*(step_sizes(schedule, e, t) for e, t in zip(etas, taus))))
+    hyper = Hyper(eta0, decay, np.array(taus, ftype), weights, log_pi_star, pi_vn,
+                  {key: np.array([p[key] for p in params], ftype) for key in alg.params})
+    consts = Games(A, log_ref)
 
     log_pi0 = stack([initial_policy(g, alg.default_init if init is None else init, s)
                      for g, init, s in zip(games_b, inits, seeds)])
@@ -300,16 +290,17 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
         raise GamesimError(f"cannot resume from iteration {done} towards {T} in steps of {k}")
     records = [] if resume_from is None else [(resume_from.metrics, _stacked_policies(resume_from, games[0]))]
     if backend == "numba":
-        from gamesim.engine import numba_backend as numba_engine
+        from gamesim.engine import numba_backend  # numba loads only when its path is taken (about 0.5 s)
 
         log_ref_g = log_ref if not shared else log_ref[None]
         AT = np.ascontiguousarray(np.swapaxes(A if not shared else A[None], -1, -2))
-        carry = numba_engine.start(log_pi0, log_ref_g) if resume_from is None else list(resume_from.state)
+        carry = numba_backend.start(log_pi0, log_ref_g) if resume_from is None else MirrorCarry(*resume_from.state)
         if resume_from is None:
-            records.append(_replay(alg, shared, [x[:, None] for x in carry[:6]], consts, hyper))
+            records.append(_replay(alg, shared, [x[:, None] for x in carry.records], consts, hyper))
 
         def advance(state, r):
-            state, stored = numba_engine.advance(numba_chain(alg), state, AT, log_ref_g, eta0, decay, hyper[2], k, r)
+            state, stored = numba_backend.advance(numba_chain(alg), state, AT, log_ref_g, hyper.eta0, hyper.decay,
+                                                  hyper.tau, k, r)
             return state, _replay(alg, shared, stored, consts, hyper)
     else:
         start = _start(alg, shared)
@@ -432,14 +423,13 @@ def code_digest(*functions) -> str:
 
 def run_fingerprint(alg, games_b, etas, taus, seeds, log_pi0, params, schedule, dtype, k, feedback) -> dict:
     """Everything that determines a (batch of) trajectories, as short JSON values (`FINGERPRINT_NAMES`)."""
-    from gamesim.core import VERSION as __version__
 
     return {"game": [_digest(g.P, g.stacked_reference, g.weights) for g in games_b],
             "algorithm": f"{alg.name}:{code_digest(alg.step, alg.init, alg.log_policy)}",
             "hyperparameters": params, "eta": [None if e is None else float(e) for e in etas],
             "tau": [float(t) for t in taus], "schedule": schedule, "dtype": dtype, "seed": [int(x) for x in seeds],
             "initial policy": _digest(log_pi0), "record_every": int(k),
-            "feedback": {key: v for key, v in sorted((feedback or {}).items())}, "gamesim": __version__}
+            "feedback": {key: v for key, v in sorted((feedback or {}).items())}, "gamesim": VERSION}
 
 
 def check_resume(saved: dict, fingerprint: dict) -> None:
@@ -458,8 +448,6 @@ def _replay(alg, shared, stored, consts, hyper):
     """(metrics, policies) of the numba path's stored states (leaves with axes (B, R, …)), computed
     by the JAX `metrics.record` on blocks of about REPLAY_BLOCK policies: one compiled shape, and
     blocks that stay in cache (a block is 2× faster than the whole record axis at once)."""
-    import jax
-
     B, R = stored[0].shape[:2]
     block = min(R, max(1, REPLAY_BLOCK // (B * stored[0].shape[2])))
     snapshots, parts = _snapshots(alg, shared), []
@@ -540,42 +528,33 @@ def _per_run(init, step, log_policy):
     """The single-run functions the batch vmaps: start (π_0 → carry, record), a chunk, and the
     records of stored states (the numba path's). They close over the algorithm's functions, not
     the Algorithm, so that its compiled loops (`_compiled`) die with it."""
-    import jax
-    import jax.numpy as jnp
 
-    from gamesim.core.metrics import Accumulators, accumulate, record
-
-    def snapshot(state, acc, consts, hyper):
-        A, log_ref = consts
-        _, _, tau, weights, log_pi_star, pi_vn, _ = hyper
+    def snapshot(state, acc, consts: Games, hyper: Hyper):
         log_pi = log_policy(state)
-        return record(acc, A, log_ref, weights, log_pi, tau, log_pi_star, pi_vn), jnp.exp(log_pi)
+        return (record(acc, consts.A, consts.log_ref, hyper.weights, log_pi, hyper.tau, hyper.log_pi_star, hyper.pi_vn),
+                jnp.exp(log_pi))
 
     def snapshots(log_pi, plays, sum_pi, sum_kl_ref, sum_log_ratio, sum_weighted_pi, consts, hyper):
         """The records of the numba path's stored states (mirror chains: the state is log π)."""
         return snapshot(log_pi, Accumulators(plays, sum_pi, sum_kl_ref, sum_log_ratio, sum_weighted_pi),
                         consts, hyper)
 
-    def start(consts, hyper, log_pi0, key):
+    def start(consts: Games, hyper: Hyper, log_pi0, key):
+        state = init(log_pi0, consts.A, consts.log_ref, key)
+        acc = accumulate(None, log_policy(state), consts.log_ref)
+        return Carry(state, acc, jnp.zeros((), log_pi0.dtype)), snapshot(state, acc, consts, hyper)
+
+    def chunk(carry: Carry, consts: Games, hyper: Hyper, k, r):
         A, log_ref = consts
-        state = init(log_pi0, A, log_ref, key)
-        acc = accumulate(None, log_policy(state), log_ref)
-        carry = (state, acc, jnp.zeros((), log_pi0.dtype))
-        return carry, snapshot(state, acc, consts, hyper)
 
-    def chunk(carry, consts, hyper, k, r):
-        A, log_ref = consts
-        eta0, decay, tau = hyper[:3]
-        params = hyper[6]
+        def update(c: Carry, _):
+            eta = hyper.eta0 / (1 + hyper.decay * c.t)
+            state = step(c.state, A, log_ref, eta, hyper.tau, c.t, hyper.params)
+            return Carry(state, accumulate(c.acc, log_policy(state), log_ref), c.t + 1), None
 
-        def update(c, _):
-            state, acc, t = c
-            state = step(state, A, log_ref, eta0 / (1 + decay * t), tau, t, params)
-            return (state, accumulate(acc, log_policy(state), log_ref), t + 1), None
-
-        def one_record(c, _):
+        def one_record(c: Carry, _):
             c, _ = jax.lax.scan(update, c, None, length=k)
-            return c, snapshot(c[0], c[1], consts, hyper)
+            return c, snapshot(c.state, c.acc, consts, hyper)
 
         return jax.lax.scan(one_record, carry, None, length=r)
 
@@ -596,28 +575,22 @@ def _compiled(alg: Algorithm, key: tuple, build):
 
 
 def _start(alg: Algorithm, shared: bool):
-    import jax
-
     game_axis = None if shared else 0
     return _compiled(alg, ("start", shared),
-                     lambda pieces: jax.jit(jax.vmap(pieces[0], in_axes=((game_axis, game_axis), 0, 0, 0))))
+                     lambda pieces: jax.jit(jax.vmap(pieces[0], in_axes=(Games(game_axis, game_axis), 0, 0, 0))))
 
 
 def _chunk(alg: Algorithm, shared: bool, k: int, r: int):
-    import jax
-
     game_axis = None if shared else 0
     return _compiled(alg, ("chunk", shared, k, r), lambda pieces: jax.jit(
-        jax.vmap(functools.partial(pieces[1], k=k, r=r), in_axes=(0, (game_axis, game_axis), 0))))
+        jax.vmap(functools.partial(pieces[1], k=k, r=r), in_axes=(0, Games(game_axis, game_axis), 0))))
 
 
 def _snapshots(alg: Algorithm, shared: bool):
-    import jax
-
     game_axis = None if shared else 0
 
     def build(pieces):
         over_records = jax.vmap(pieces[2], in_axes=(0, 0, 0, 0, 0, 0, None, None))
-        return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, 0, (game_axis, game_axis), 0)))
+        return jax.jit(jax.vmap(over_records, in_axes=(0, 0, 0, 0, 0, 0, Games(game_axis, game_axis), 0)))
 
     return _compiled(alg, ("snapshots", shared), build)

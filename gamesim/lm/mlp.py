@@ -38,7 +38,9 @@ import optax
 from gamesim.dynamics import losses
 from gamesim.dynamics.algorithms import EGPO_METHODS
 from gamesim.core.errors import GamesimError
+from gamesim.core.games import load_game
 from gamesim.core.metrics import duality_gaps, kl, matvec
+from gamesim.engine.simulation import Trajectory
 
 METRICS = ("gap_reg", "gap", "kl_to_ref")
 """What `run` records (their definitions: `metrics.METRICS`), τ = β for gap_reg."""
@@ -157,8 +159,6 @@ def _whole(value, name: str, low: int) -> int:
 def check_games(games) -> list:
     """The games of one batch of runs (loaded), or GamesimError: single-context games of one size
     n ≥ 2 (the network's output layer), without a reference of their own (π_ref is the network's)."""
-    from gamesim.core.games import load_game
-
     if isinstance(games, str) or not games:
         raise GamesimError("mlp: games is a non-empty list of games, one per run (EGPO: 10 random games)")
     games = [load_game(g) for g in games]
@@ -186,8 +186,6 @@ def run(games, method: str, *, lr: float, beta: float, iterations: int, record_e
     EGPO's exact neural config: lr = 3e-3, beta = 0.01, iterations = 10000, hidden = 10, depth = 3,
     10 games `random:n=100`.
     """
-    from gamesim.engine.simulation import Trajectory
-
     if method not in EGPO_METHODS:
         raise GamesimError(f"mlp: EGPO's methods are {', '.join(EGPO_METHODS)}; got {method!r}")
     for name, value in (("lr", lr), ("beta", beta)):
