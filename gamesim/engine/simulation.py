@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gamesim.bandit.recipes import OPTIONS
 from gamesim.dynamics.algorithms import Algorithm, get_algorithm, numba_chain
 from gamesim.core.equilibria import check_tau, solve
 from gamesim.core.errors import GamesimError
@@ -66,8 +67,8 @@ class Trajectory:
         return {k: (float(v[-1]) if v.ndim == 1 else v[:, -1]) for k, v in self.metrics.items()}
 
 
-SAMPLING_OPTIONS = ("pairs", "recipe", "samples", "fit", "steps", "batch", "oracle")
-"""Keywords of `simulate` that set up feedback="sampled" (see `bandit.sampled_algorithm`)."""
+SAMPLING_OPTIONS = tuple(OPTIONS)
+"""Keywords of `simulate` that set up feedback="sampled" (`bandit.recipes.OPTIONS`, `bandit.sampled_algorithm`)."""
 
 
 def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,
