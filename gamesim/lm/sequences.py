@@ -49,7 +49,7 @@ class SequenceGame:
 
     def dense(self) -> PreferenceGame:
         """The PreferenceGame over all V^L responses (uniform π_ref; set it with with_reference)."""
-        from gamesim.lm.transformer import ModelConfig, index_to_tokens
+        from gamesim.lm.transformer import ModelConfig, index_to_tokens  # loads JAX: `import gamesim` imports this module
 
         n = self.num_responses
         if n > DENSE_LIMIT:
@@ -137,7 +137,7 @@ def sequence_game(model: str = "tiny", oracle: str = "features", rank: int = 4, 
 
 @functools.cache
 def _sequence_game(model: str, oracle: str, init_seed: int) -> PreferenceGame:
-    from gamesim.lm.transformer import CONFIGS, initial_policy
+    from gamesim.lm.transformer import CONFIGS, initial_policy  # loads JAX (as in `dense`)
 
     if model not in CONFIGS:
         raise GamesimError(f"sequence game: model is one of {', '.join(CONFIGS)}, not {model!r}")
