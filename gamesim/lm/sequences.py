@@ -156,11 +156,11 @@ def oracle_spec(oracle: str, rank: int = 4, scale: float = 2.0, seed: int = 0) -
 
 def load_oracle(spec: str, vocab: int, length: int) -> SequenceGame:
     """`features[:rank=4,scale=2.0,seed=0]`, `bt[:scale=2.0,seed=0]`, or `lift:GAME` (a tabular spec)."""
-    name, _, args = spec.partition(":")
-    if name == "lift":
+    kind, _, args = spec.partition(":")
+    if kind == "lift":
         return lifted(args, vocab, length)
-    if name not in ORACLES:
-        raise GamesimError(f"unknown sequence oracle {name!r}; use features, bt or lift:GAME (e.g. lift:random:n=1024)")
+    if kind not in ORACLES:
+        raise GamesimError(f"unknown sequence oracle {kind!r}; use features, bt or lift:GAME (e.g. lift:random:n=1024)")
     kwargs = {}
     for item in filter(None, args.split(",")):
         key, _, value = item.partition("=")
@@ -169,7 +169,7 @@ def load_oracle(spec: str, vocab: int, length: int) -> SequenceGame:
         except ValueError:
             raise GamesimError(f"oracle spec {spec!r}: {item!r} is not KEY=NUMBER") from None
     try:
-        return ORACLES[name](vocab, length, **kwargs)
+        return ORACLES[kind](vocab, length, **kwargs)
     except TypeError as exc:
         raise GamesimError(f"oracle spec {spec!r}: {exc}") from None
 
