@@ -113,12 +113,22 @@ class Study:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+UNFINGERPRINTED = ("studies/plots.py", "cli.py")
+"""Sources that cannot change a result (the drawing and the command line), left out of the fingerprint."""
+
+
+def fingerprinted_sources() -> list[Path]:
+    """gamesim's Python sources whose edit recomputes a cached cell: every layer's, less UNFINGERPRINTED."""
+    return [path for path in sorted(PACKAGE.rglob("*.py"))
+            if path.relative_to(PACKAGE).as_posix() not in UNFINGERPRINTED]
+
+
 @functools.cache
 def _source_fingerprint() -> str:
     digest = hashlib.sha1()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name not in ("plots.py", "cli.py"):
-            digest.update(path.name.encode() + path.read_bytes())
+    for path in fingerprinted_sources():
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
