@@ -4,7 +4,8 @@ User errors print one line on stderr and exit with code 2. The commands' modules
 studies, claims, the transformer mode) are imported inside the commands, so `gamesim --help`,
 `gamesim games` and `gamesim algorithms` start without JAX. `gamesim run`'s flags for the
 hyperparameters and the sampled feedback are built from the registries (`hyperparameter_flags`,
-`recipes.OPTIONS`): registering an algorithm with a new `Param` adds its flag.
+`recipes.OPTIONS`) when `run` is parsed, so that the other commands start without reading them:
+registering an algorithm with a new `Param` adds its flag.
 """
 
 from __future__ import annotations
@@ -20,22 +21,23 @@ from pathlib import Path
 
 import numpy as np
 
-from gamesim.bandit.recipes import OPTIONS, PARAMS, TRANSFORMER_ALGORITHMS
 from gamesim.core import VERSION as __version__
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import describe_builtins
-from gamesim.dynamics.algorithms import ALGORITHMS
 
 RESULT_FILES = ("run.json", "metrics.csv", "policies.npy", "state.npz")
 
 
 def hyperparameter_flags() -> dict[str, tuple[type, str]]:
     """The hyperparameters `gamesim run` takes as flags: name → (type, help), from every registered
-    algorithm's `Param`s and the sampled feedback's (`recipes.PARAMS`), read when the parser is built.
+    algorithm's `Param`s and the sampled feedback's (`recipes.PARAMS`), read when `run` is parsed.
 
     A name several algorithms share is one flag; its help lists each meaning with the algorithms
     that have it (e.g. refresh_every: MPO's and COMAL's magnet, APMD's slingshot). The flag parses an
     int when every meaning is an integer."""
+    from gamesim.bandit.recipes import PARAMS  # the registries load for `run` only (see `_Parser.late`)
+    from gamesim.dynamics.algorithms import ALGORITHMS
+
     meanings: dict[str, dict] = {}
     for alg in ALGORITHMS.values():
         for key, param in alg.params.items():
@@ -48,8 +50,47 @@ def hyperparameter_flags() -> dict[str, tuple[type, str]]:
 
 
 class _Parser(argparse.ArgumentParser):
+    """Errors as one line (exit 2). `late(parser)`, if given, adds the flags a subcommand builds from
+    the registries, when that subcommand is parsed (its --help included): `gamesim --help` and the
+    other commands start without reading the registries."""
+
+    def __init__(self, *args, late=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.late = late
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.late is not None:
+            late, self.late = self.late, None
+            late(self)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):  # one line, exit 2
         raise GamesimError(f"{message} (see `{self.prog} --help`)")
+
+
+def _run_flags(r: _Parser) -> None:
+    """`gamesim run`'s flags from the registries: the sampled feedback's options and every hyperparameter."""
+    from gamesim.bandit.recipes import OPTIONS  # the registries load for `run` only (see `_Parser.late`)
+
+    for name, option in OPTIONS.items():
+        default = "" if option.default is None else f" (default {option.default})"
+        r.add_argument(f"--{option.flag or name.replace('_', '-')}", dest=name, type=option.type,
+                       help=f"--feedback sampled: {option.doc}{default}")
+    hyperparameters = []
+    for name, (kind, doc) in hyperparameter_flags().items():
+        try:
+            r.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=doc.replace("%", "%%"))
+        except argparse.ArgumentError:  # a name the run already has a flag for: --param NAME=VALUE reaches it
+            continue
+        hyperparameters.append(name)
+    r.set_defaults(sampling=tuple(OPTIONS), hyperparameters=tuple(hyperparameters))
+
+
+def _lm_run_flags(lr_: _Parser) -> None:
+    """`gamesim lm run --algorithm`, whose help lists the transformer mode's algorithms (`recipes`)."""
+    from gamesim.bandit.recipes import TRANSFORMER_ALGORITHMS  # the registries load for `lm run` only
+
+    lr_.add_argument("--algorithm", required=True, help=f"one of {', '.join(TRANSFORMER_ALGORITHMS)}")
 
 
 def main(argv=None) -> int:
@@ -134,7 +175,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _yes_flag(s)
     s.set_defaults(command=cmd_solve)
 
-    r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics")
+    r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics", late=_run_flags)
     r.add_argument("game", help="a built-in spec or a CSV file")
     r.add_argument("--algorithm", required=True, help="one of `gamesim algorithms`")
     r.add_argument("--eta", type=float, help="learning rate (gamesim's convention: see the README)")
@@ -151,24 +192,13 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
     r.add_argument("--feedback", default="exact", help="exact (full information, default) or sampled")
     r.add_argument("--backend", default="auto", help="auto (default), jax or numba: the engine's path, same numbers")
-    for name, option in OPTIONS.items():
-        default = "" if option.default is None else f" (default {option.default})"
-        r.add_argument(f"--{option.flag or name.replace('_', '-')}", dest=name, type=option.type,
-                       help=f"--feedback sampled: {option.doc}{default}")
-    hyperparameters = []
-    for name, (kind, doc) in hyperparameter_flags().items():
-        try:
-            r.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=doc.replace("%", "%%"))
-        except argparse.ArgumentError:  # a name the run already has a flag for: --param NAME=VALUE reaches it
-            continue
-        hyperparameters.append(name)
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any hyperparameter of the algorithm, e.g. a plugin algorithm's own (repeatable)")
     r.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
                    help="save the run so far at least this often (default 60 s); a crash loses at most that")
     _yes_flag(r)
     _plugin_flag(r)
-    r.set_defaults(command=cmd_run, hyperparameters=tuple(hyperparameters))
+    r.set_defaults(command=cmd_run)
 
     v = sub.add_parser("verify", help="check the papers' claims by measurement; exit 1 on any FAIL")
     v.add_argument("claims", nargs="*", metavar="CLAIM", help="claims to check (default: all)")
@@ -204,9 +234,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     lm = sub.add_parser("lm", help="transformer mode: a small language model as the policy")
     lm_sub = lm.add_subparsers(required=True, metavar="ACTION", parser_class=_Parser)
-    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy")
+    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy", late=_lm_run_flags)
     lr_.add_argument("--config", default="tiny", help="tiny, small, medium or a TOML file of model settings")
-    lr_.add_argument("--algorithm", required=True, help=f"one of {', '.join(TRANSFORMER_ALGORITHMS)}")
     lr_.add_argument("--oracle", default="features", help="features[:rank=4,scale=2.0,seed=0], bt[:scale=..,seed=..] "
                      "or lift:GAME (a tabular game with V^L responses)")
     lr_.add_argument("--eta", type=float, required=True, help="learning rate (gamesim's convention)")
@@ -392,6 +421,8 @@ def _print_kill_matrix(results, rows, quick: bool) -> None:
 
 
 def cmd_algorithms(args) -> int:
+    from gamesim.dynamics.algorithms import ALGORITHMS  # the registry loads for this command (no JAX)
+
     for a in ALGORITHMS.values():
         params = ", ".join(f"{k}={p.default:g}" for k, p in a.params.items())
         print(f"{a.name:<16} {a.citation}{' [' + params + ']' if params else ''}\n{'':<16} → {a.converges_to}")
@@ -438,7 +469,7 @@ def cmd_run(args) -> int:
             raise GamesimError(f"--param takes KEY=NUMBER (e.g. momentum=0.5), not {item!r}") from None
         if not eq or not key.strip():
             raise GamesimError(f"--param takes KEY=NUMBER (e.g. momentum=0.5), not {item!r}")
-    sampling = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    sampling = {k: getattr(args, k) for k in args.sampling if getattr(args, k) is not None}
     config = {"game": args.game, "algorithm": args.algorithm, "eta": args.eta, "tau": args.tau,
               "schedule": args.schedule, "iterations": args.iterations, "seed": args.seed,
               "init": args.init, "record_every": args.record_every,
