@@ -1,48 +1,96 @@
 """The `gamesim` command line: games, solve, run, algorithms, verify, study, reproduce, demo.
 
-User errors print one line on stderr and exit with code 2. Heavy libraries are imported inside
-the commands, so `gamesim --help` and `gamesim games` start fast.
+User errors print one line on stderr and exit with code 2. The commands' modules (the engine,
+studies, claims, the transformer mode) are imported inside the commands, so `gamesim --help`,
+`gamesim games` and `gamesim algorithms` start without JAX. `gamesim run`'s flags for the
+hyperparameters and the sampled feedback are built from the registries (`hyperparameter_flags`,
+`recipes.OPTIONS`) when `run` is parsed, so that the other commands start without reading them:
+registering an algorithm with a new `Param` adds its flag.
 """
 
 from __future__ import annotations
 
+import _thread
 import argparse
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
+
+from gamesim.core import VERSION as __version__
 from gamesim.core.errors import GamesimError
+from gamesim.core.games import describe_builtins
 
 RESULT_FILES = ("run.json", "metrics.csv", "policies.npy", "state.npz")
-HYPERPARAMETERS = {
-    "beta": (float, "ipo-md, nash-md-pg: weight of pi_ref in the opponent mixture (default 0.125)"),
-    "mix_ratio": (float, "nash-md: weight of pi_ref in the opponent mixture as a multiple of eta*tau "
-                         "(default 1, the paper's; EGPO's code: 0.5)"),
-    "refresh_every": (int, "mpo, comal: iterations between magnet resets (default 200); apmd: T_sigma, "
-                           "between slingshot resets (default 100)"),
-    "refresh_gap": (float, "mpo, comal: reset sooner once the inner duality gap is below this"),
-    "noise": (float, "apmd, mwu, omwu: std of the Gaussian noise on each observed payoff (default 0: exact)"),
-    "magnet_lr": (float, "mmd-moving-magnet: weight of the new policy in the magnet's geometric step (default 0.05)"),
-    "lr": (float, "sampled feedback, --fit sgd/adam: the optimizer's learning rate (default 0.1)"),
-    "flip": (float, "sampled feedback: probability that the oracle's answer is flipped (default 0)"),
-    "position_bias": (float, "sampled feedback: added to P(first response wins) (default 0)"),
-}
-"""Algorithm-specific flags (the registry in gamesim.dynamics.algorithms checks them; a test keeps this in step)."""
-SAMPLING = {
-    "pairs": (int, "pairs per iteration and context (prompts, for the K-sample recipes); default 64"),
-    "recipe": (str, "pairs, best-worst (inpo: the tournament; sppo: best and worst by win rate) or win-rates (sppo); default: the algorithm's first"),
-    "samples": (int, "K for the K-sample recipes (default 8 for inpo's tournament, 5 for sppo)"),
-    "fit": (str, "exact (the empirical minimizer, default), sgd or adam"),
-    "steps": (int, "optimizer steps per iteration with --fit sgd/adam (default 10)"),
-    "batch_size": (int, "minibatch size with --fit sgd/adam (default: all data)"),
-    "oracle": (str, "hard (Bernoulli answers, default) or soft (the probability itself)"),
-}
-"""Flags of --feedback sampled, passed to gamesim.bandit.sampled_algorithm."""
+
+
+def hyperparameter_flags() -> dict[str, tuple[type, str]]:
+    """The hyperparameters `gamesim run` takes as flags: name → (type, help), from every registered
+    algorithm's `Param`s and the sampled feedback's (`recipes.PARAMS`), read when `run` is parsed.
+
+    A name several algorithms share is one flag; its help lists each meaning with the algorithms
+    that have it (e.g. refresh_every: MPO's and COMAL's magnet, APMD's slingshot). The flag parses an
+    int when every meaning is an integer."""
+    from gamesim.bandit.recipes import PARAMS  # the registries load for `run` only (see `_Parser.late`)
+    from gamesim.dynamics.algorithms import ALGORITHMS
+
+    meanings: dict[str, dict] = {}
+    for alg in ALGORITHMS.values():
+        for key, param in alg.params.items():
+            meanings.setdefault(key, {}).setdefault(param, []).append(alg.name)
+    for key, param in PARAMS.items():
+        meanings.setdefault(key, {}).setdefault(param, []).append("--feedback sampled")
+    return {key: (int if all(p.integer for p in by_param) else float,
+                  "; ".join(f"{', '.join(names)}: {p.doc} (default {p.default:g})" for p, names in by_param.items()))
+            for key, by_param in meanings.items()}
 
 
 class _Parser(argparse.ArgumentParser):
+    """Errors as one line (exit 2). `late(parser)`, if given, adds the flags a subcommand builds from
+    the registries, when that subcommand is parsed (its --help included): `gamesim --help` and the
+    other commands start without reading the registries."""
+
+    def __init__(self, *args, late=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.late = late
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self.late is not None:
+            late, self.late = self.late, None
+            late(self)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):  # one line, exit 2
         raise GamesimError(f"{message} (see `{self.prog} --help`)")
+
+
+def _run_flags(r: _Parser) -> None:
+    """`gamesim run`'s flags from the registries: the sampled feedback's options and every hyperparameter."""
+    from gamesim.bandit.recipes import OPTIONS  # the registries load for `run` only (see `_Parser.late`)
+
+    for name, option in OPTIONS.items():
+        default = "" if option.default is None else f" (default {option.default})"
+        r.add_argument(f"--{option.flag or name.replace('_', '-')}", dest=name, type=option.type,
+                       help=f"--feedback sampled: {option.doc}{default}")
+    hyperparameters = []
+    for name, (kind, doc) in hyperparameter_flags().items():
+        try:
+            r.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=doc.replace("%", "%%"))
+        except argparse.ArgumentError:  # a name the run already has a flag for: --param NAME=VALUE reaches it
+            continue
+        hyperparameters.append(name)
+    r.set_defaults(sampling=tuple(OPTIONS), hyperparameters=tuple(hyperparameters))
+
+
+def _lm_run_flags(lr_: _Parser) -> None:
+    """`gamesim lm run --algorithm`, whose help lists the transformer mode's algorithms (`recipes`)."""
+    from gamesim.bandit.recipes import TRANSFORMER_ALGORITHMS  # the registries load for `lm run` only
+
+    lr_.add_argument("--algorithm", required=True, help=f"one of {', '.join(TRANSFORMER_ALGORITHMS)}")
 
 
 def main(argv=None) -> int:
@@ -54,7 +102,7 @@ def main(argv=None) -> int:
         _honour_sigterm(own_process=argv is None)
         _use_compilation_cache()
         if getattr(args, "plugin", None):
-            from gamesim.studies.plugins import load_plugin
+            from gamesim.studies.plugins import load_plugin  # only with --plugin: hashlib stays out of start-up
 
             for path in args.plugin:
                 load_plugin(path)
@@ -107,8 +155,6 @@ def _use_compilation_cache() -> None:
     next command: $GAMESIM_CACHE_DIR, else $XDG_CACHE_HOME/gamesim/jax or ~/.cache/gamesim/jax
     (GAMESIM_CACHE_DIR= empty turns it off). Only the command line sets it; library users choose.
     Set through JAX's environment variables, so a command that never computes never imports JAX."""
-    import os
-
     default = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gamesim" / "jax"
     directory = os.environ.get("GAMESIM_CACHE_DIR", str(default))
     settings = {"jax_compilation_cache_dir": directory, "jax_persistent_cache_min_compile_time_secs": 0.0,
@@ -119,8 +165,7 @@ def _use_compilation_cache() -> None:
         for name, value in settings.items():
             os.environ.setdefault(name.upper(), str(value))
         return
-    import jax
-
+    jax = sys.modules["jax"]
     if not jax.config.jax_compilation_cache_dir:  # in-process callers (tests): set once
         for name, value in settings.items():
             jax.config.update(name, value)
@@ -140,7 +185,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _yes_flag(s)
     s.set_defaults(command=cmd_solve)
 
-    r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics")
+    r = sub.add_parser("run", help="run a self-play algorithm exactly and record its metrics", late=_run_flags)
     r.add_argument("game", help="a built-in spec or a CSV file")
     r.add_argument("--algorithm", required=True, help="one of `gamesim algorithms`")
     r.add_argument("--eta", type=float, help="learning rate (gamesim's convention: see the README)")
@@ -157,8 +202,6 @@ def _build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="also print the final metrics as JSON")
     r.add_argument("--feedback", default="exact", help="exact (full information, default) or sampled")
     r.add_argument("--backend", default="auto", help="auto (default), jax or numba: the engine's path, same numbers")
-    for name, (kind, doc) in {**HYPERPARAMETERS, **SAMPLING}.items():
-        r.add_argument(f"--{name.replace('_', '-')}", type=kind, help=doc)
     r.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="any hyperparameter of the algorithm, e.g. a plugin algorithm's own (repeatable)")
     r.add_argument("--checkpoint-every", type=float, default=60.0, metavar="SECONDS",
@@ -201,9 +244,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     lm = sub.add_parser("lm", help="transformer mode: a small language model as the policy")
     lm_sub = lm.add_subparsers(required=True, metavar="ACTION", parser_class=_Parser)
-    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy")
+    lr_ = lm_sub.add_parser("run", help="run an algorithm with a transformer policy", late=_lm_run_flags)
     lr_.add_argument("--config", default="tiny", help="tiny, small, medium or a TOML file of model settings")
-    lr_.add_argument("--algorithm", required=True, help="inpo, nash-md, online-ipo, sppo or iterative-dpo")
     lr_.add_argument("--oracle", default="features", help="features[:rank=4,scale=2.0,seed=0], bt[:scale=..,seed=..] "
                      "or lift:GAME (a tabular game with V^L responses)")
     lr_.add_argument("--eta", type=float, required=True, help="learning rate (gamesim's convention)")
@@ -273,7 +315,7 @@ def _interruptible(run):
 
 
 def cmd_study_run(args) -> int:
-    from gamesim.studies.study import load_spec, run_study
+    from gamesim.studies.study import load_spec, run_study  # a command's own module: parsing starts without it
 
     study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
@@ -281,7 +323,7 @@ def cmd_study_run(args) -> int:
 
 
 def cmd_study_plot(args) -> int:
-    from gamesim.studies.study import load_results, load_spec, plot_study
+    from gamesim.studies.study import load_results, load_spec, plot_study  # a command's own module (as above)
 
     study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, figures = _study_dirs(args, Path(args.spec).resolve().parent)
@@ -291,9 +333,7 @@ def cmd_study_plot(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    import time
-
-    from gamesim.studies.study import reproduce
+    from gamesim.studies.study import reproduce  # a command's own module (as above)
 
     experiments = Path(args.experiments).resolve()
     results, figures = _study_dirs(args, experiments)
@@ -306,8 +346,6 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_games(args) -> int:
-    from gamesim.core.games import describe_builtins
-
     print("\n".join(describe_builtins()))
     print("any other spec: a path to a CSV file (optional header row of names, then n rows of n numbers);")
     print("every spec takes ref_seed=K for a reference policy with logits ~ N(0, 1)")
@@ -315,9 +353,7 @@ def cmd_games(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    import numpy as np
-
-    from gamesim.studies.claims import select, verify
+    from gamesim.studies.claims import select, verify  # a command's own module (loads JAX and SciPy)
 
     algorithms = {}
     for item in args.substitute:
@@ -331,7 +367,7 @@ def cmd_verify(args) -> int:
     results = verify([c.name for c in claims], quick=args.quick, algorithms=algorithms)
     rows = None
     if args.mutants:
-        from gamesim.studies.mutants import kill_matrix
+        from gamesim.studies.mutants import kill_matrix  # only with --mutants
 
         rows = kill_matrix(args.quick, claims=[c.name for c in claims], first_kill=args.first_kill, log=_log)
     ok = all(r.passed for r in results) and all(row.killed for row in rows or [])
@@ -342,7 +378,7 @@ def cmd_verify(args) -> int:
                                                "killed": row.killed, "verdicts": row.verdicts,
                                                "seconds": row.seconds} for row in rows],
                    "score": {"killed": sum(row.killed for row in rows), "mutants": len(rows)}}
-        from gamesim.engine.results import dumps
+        from gamesim.engine.results import dumps  # JSON output only; hashlib and json stay out of start-up
 
         print(dumps(out, indent=2))
         return 0 if ok else 1
@@ -360,8 +396,6 @@ def cmd_verify(args) -> int:
 
 
 def _result_json(r) -> dict:
-    import numpy as np
-
     def number(x):
         return float(x) if np.isfinite(x) else str(x)
 
@@ -397,7 +431,7 @@ def _print_kill_matrix(results, rows, quick: bool) -> None:
 
 
 def cmd_algorithms(args) -> int:
-    from gamesim.dynamics.algorithms import ALGORITHMS
+    from gamesim.dynamics.algorithms import ALGORITHMS  # the registry loads for this command (no JAX)
 
     for a in ALGORITHMS.values():
         params = ", ".join(f"{k}={p.default:g}" for k, p in a.params.items())
@@ -406,10 +440,8 @@ def cmd_algorithms(args) -> int:
 
 
 def cmd_solve(args) -> int:
-
-    from gamesim.core.equilibria import solve
+    from gamesim.core.equilibria import solve  # loads SciPy's optimizers and JAX: only this command needs them
     from gamesim.core.games import load_game
-
     from gamesim.engine.results import dumps
 
     game = load_game(args.game)
@@ -431,15 +463,14 @@ def cmd_solve(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from gamesim.core import VERSION as __version__
-    from gamesim.engine.simulation import simulate
-    from gamesim.core.games import load_game
-    from gamesim.engine.results import dumps, read_run, versions, write_run
+    from gamesim.core.games import load_game  # the engine loads JAX: only the computing commands import it
     from gamesim.core.rundir import RunDirectory
+    from gamesim.engine.results import dumps, read_run, versions, write_run
+    from gamesim.engine.simulation import simulate
 
     if args.resume and args.overwrite:
         raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
-    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    hyper = {k: getattr(args, k) for k in args.hyperparameters if getattr(args, k) is not None}
     for item in args.param:
         key, eq, value = item.partition("=")
         try:
@@ -448,14 +479,13 @@ def cmd_run(args) -> int:
             raise GamesimError(f"--param takes KEY=NUMBER (e.g. momentum=0.5), not {item!r}") from None
         if not eq or not key.strip():
             raise GamesimError(f"--param takes KEY=NUMBER (e.g. momentum=0.5), not {item!r}")
-    sampling = {("batch" if k == "batch_size" else k): getattr(args, k) for k in SAMPLING
-                if getattr(args, k) is not None}
+    sampling = {k: getattr(args, k) for k in args.sampling if getattr(args, k) is not None}
     config = {"game": args.game, "algorithm": args.algorithm, "eta": args.eta, "tau": args.tau,
               "schedule": args.schedule, "iterations": args.iterations, "seed": args.seed,
               "init": args.init, "record_every": args.record_every,
               "dtype": "float32" if args.float32 else "float64", "feedback": args.feedback, **hyper, **sampling}
     if args.plugin:
-        from gamesim.studies.plugins import fingerprint
+        from gamesim.studies.plugins import fingerprint  # only with --plugin (as in `main`)
 
         config["plugins"] = fingerprint()
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
@@ -480,14 +510,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_lm_run(args) -> int:
+    from gamesim.core.rundir import RunDirectory  # the transformer mode loads JAX and optax: only this command
+    from gamesim.engine.results import dumps
     from gamesim.lm import training as lm
 
     model = lm.load_model_config(args.config)
     settings = lm.LMSettings(args.algorithm, args.eta, args.tau, args.iterations, args.oracle, args.pairs,
                              args.steps, args.lr, args.record_every, args.seed, init_seed=args.init_seed,
                              metrics=args.metrics, eval_samples=args.eval_samples)
-    from gamesim.engine.results import dumps
-    from gamesim.core.rundir import RunDirectory
 
     if args.resume and args.overwrite:
         raise GamesimError("--resume continues the run in --out and --overwrite replaces it; choose one")
@@ -509,9 +539,8 @@ def _raise_interrupt(signum, frame):
 
 
 def cmd_demo(args) -> int:
+    from gamesim.core.equilibria import duality_gap, solve  # the engine loads JAX: only this command
     from gamesim.engine.simulation import simulate
-    from gamesim.core.equilibria import solve
-    from gamesim.core.equilibria import duality_gap
 
     game, tau = "cycle3", 0.1
     eq0, eqt = solve(game), solve(game, tau)

@@ -43,6 +43,20 @@ def test_theorem_schedule_matches_paper(name, reference_update):
         np.testing.assert_allclose(traj.policies[t + 1], pi, atol=1e-12, rtol=0)
 
 
+def test_mirror_logits_is_the_geometric_logits_plus_the_scores_bit_for_bit():
+    """`mirror_logits` writes (1 − ητ) log π + ητ log π_ref out for numba; it must stay the one
+    formula of `geometric_logits` at w = ητ plus η·scores, to the last bit (and a typo must show)."""
+    from gamesim.dynamics.updates import geometric_logits, mirror_logits
+
+    rng = np.random.default_rng(4)
+    log_pi, log_ref, scores = rng.standard_normal((3, 1000)) - 3
+    for eta, tau in ((0.3, 0.1), (1e-3, 7.0), (2.0, 0.5)):
+        np.testing.assert_array_equal(mirror_logits(log_pi, log_ref, scores, eta, tau),
+                                      geometric_logits(log_pi, log_ref, eta * tau) + eta * scores)
+    assert not np.array_equal(mirror_logits(log_pi, log_ref, scores, 0.3, 0.1),
+                              geometric_logits(log_pi, log_ref, 0.3 * 0.1 * (1 + 1e-15)) + 0.3 * scores)
+
+
 @pytest.mark.slow
 def test_contextual_update_is_per_context():
     game = load_game("random:n=10,seed=3,contexts=2,ref_seed=1")

@@ -86,6 +86,15 @@ def test_provenance_and_cache_by_hash(tmp_path, monkeypatch):
     assert calls == []
 
 
+def test_the_code_fingerprint_covers_every_layer():
+    """A cached cell is reused only by the code that made it: an edit of an update, an engine or a
+    recipe must change the fingerprint, an edit of the drawing or the command line need not."""
+    covered = {path.relative_to(study.PACKAGE).as_posix() for path in study.fingerprinted_sources()}
+    assert {"dynamics/updates.py", "engine/simulation.py", "bandit/recipes.py", "core/games.py",
+            "studies/study.py", "lm/training.py"} <= covered
+    assert not covered & {"studies/plots.py", "cli.py"}
+
+
 def test_git_commit_of_the_checkout():
     import subprocess
 

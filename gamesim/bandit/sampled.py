@@ -2,28 +2,15 @@ r"""Bandit mode: the algorithms as they run on LLMs, from sampled preference fee
 
 Each iteration, per context: sample responses from π_t (Nash-MD: from its geometric mixture),
 ask the oracle (`feedback`), and fit the next policy on that finite data by minimizing the
-algorithm's loss over tabular logits θ (log π_{t+1} = θ − logsumexp θ):
-
-| algorithm | data (recipe) | loss (`losses`) |
-|---|---|---|
-| inpo | N pairs from π_t, or best-vs-worst of K (INPO §4) | eq. 8: ((θ − c)(y) − (θ − c)(y') − η(ℓ − 1/2))², c = (1 − ητ) log π_t + ητ log π_ref |
-| nash-md | N pairs from π^μ_t ∝ π_t^{1−ητ}π_ref^{ητ} | the same with c = log π^μ_t (NLHF eq. 4 as a regression) |
-| online-ipo | N pairs from π_t | IPO: c = log π_ref, target (ℓ − 1/2)/τ (Calandriello eq. 11) |
-| sppo | K samples per prompt, P̂ from K(K−1)/2 queries (SPPO §5); or only each prompt's best and worst sample by P̂ (`recipe="best-worst"`, SPPO's official code) | (log π(y)/π_t(y) − η(P̂ − 1/2))² (eqs. 4.6–4.7) |
-| iterative-dpo | N pairs from π_t | DPO with reference π_t, β = 1/η |
-| omd, extragradient, nash-md, online-ipo, nash-md-pg | `recipe="egpo"`: EGPO's sampled estimators (below) | EGPO's losses, one SGD step |
+algorithm's loss over tabular logits θ (log π_{t+1} = θ − logsumexp θ). What each algorithm
+samples, its loss, anchor and scale, are its `recipes.Recipe` (the table is in `recipes`):
+`collect`, `data_loss` and `exact_fit` read them, so an algorithm is added there, not here.
 
 `recipe="egpo"` runs EGPO's sampled losses as its code does (Zhou et al. 2025, `zhourunlong/EGPO`,
-simulations/loss_funcs.py, the `*_sample` functions), one plain SGD step per iteration from θ_t =
-log π_t on N samples, with the learning rate that makes the expected step the exact algorithm's
-step at the same η (the inverse of `algorithms.egpo_settings`): with d = log π_θ − log π_ref,
-- omd (Online IPO 1): y, y' uniform, y'' ~ π_t; mean of (d_y − d_y' − (ℓ(y, y'') − ℓ(y', y''))/τ)²; lr = nτη/4.
-- extragradient (EGPO): that step from θ_t gives π_{t+1/2}; fresh samples with y'' ~ π_{t+1/2}, and
-  the same loss's step from θ_t; lr = nτη/4.
-- nash-md: as omd with y'' ~ π^ω_t ∝ π_t^{1−ω} π_ref^ω, ω = mix_ratio·ητ (EGPO: mix_ratio = 1/2); lr = nτη/4.
-- online-ipo (Online IPO 2): y, y' ~ π_t; mean of (d_y − d_y' − (ℓ(y, y') − 1/2)/τ)²; lr = τη/4.
-- nash-md-pg: y ~ π_t, y' ~ π^β_t (its `beta`); −mean of (ℓ(y, y') − τ d_y) log π_θ(y), d stop-gradient; lr = η.
-ℓ is the oracle's answer; EGPO reads P itself, which is `oracle="soft"`.
+simulations/loss_funcs.py, the `*_sample` functions; `recipes.Egpo`), one plain SGD step per
+iteration from θ_t = log π_t on N samples, with the learning rate that makes the expected step the
+exact algorithm's step at the same η (the inverse of `algorithms.egpo_settings`). ℓ is the
+oracle's answer; EGPO reads P itself, which is `oracle="soft"`.
 
 Two fitters. "exact": the empirical minimizer — for the pair regressions the minimum-norm
 least-squares solution θ = c + L⁺b (L the comparison graph's Laplacian), for DPO the
@@ -50,90 +37,109 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from gamesim.dynamics.algorithms import Param, get_algorithm
+import jax
+import jax.numpy as jnp
+import optax
+
+from gamesim.bandit import feedback
+from gamesim.bandit.recipes import DATA, FITS, OPTIONS, ORACLE_PARAMS, ORACLES, PARAMS, RECIPES
 from gamesim.core.errors import GamesimError
+from gamesim.core.names import did_you_mean
+from gamesim.dynamics import losses
+from gamesim.dynamics.algorithms import get_algorithm
+from gamesim.dynamics.updates import bradley_terry_fit, geometric_logits, geometric_mixture
 
-SAMPLED = ("inpo", "nash-md", "online-ipo", "sppo", "iterative-dpo", "omd", "extragradient", "nash-md-pg")
-RECIPES = {"inpo": ("pairs", "best-worst"), "nash-md": ("pairs", "egpo"), "online-ipo": ("pairs", "egpo"),
-           "sppo": ("win-rates", "best-worst"), "iterative-dpo": ("pairs",), "omd": ("egpo",),
-           "extragradient": ("egpo",), "nash-md-pg": ("egpo",)}
-FITS = ("exact", "sgd", "adam")
 LBFGS_STEPS = 100
-
-
-def _queries(name: str, recipe: str, N: int, K: int) -> int:
-    from gamesim.bandit import feedback
-
-    if name == "sppo":
-        return N * feedback.win_rates_queries(K)
-    if recipe == "egpo":  # two answers per sample for the triples; the extragradient samples twice
-        return N * (1 if name in ("online-ipo", "nash-md-pg") else 2) * (2 if name == "extragradient" else 1)
-    return {"pairs": N, "best-worst": N * feedback.best_vs_worst_queries(K)}[recipe]
+"""L-BFGS iterations of SPPO's exact fit: its loss pins only the sampled responses' probabilities."""
+QUERIES = {"pairs": lambda K: 1, "tournament": feedback.best_vs_worst_queries, "win-rates": feedback.win_rates_queries,
+           "best-and-worst": feedback.win_rates_queries}
+"""Oracle queries per prompt of each data kind (`recipes.DATA`), given K."""
 
 
 @functools.cache
-def sampled_algorithm(name: str, pairs: int = 64, recipe: str | None = None, samples: int | None = None,
-                      fit: str = "exact", steps: int = 10, batch: int | None = None, oracle: str = "hard"):
+def sampled_algorithm(name: str, pairs: int = OPTIONS["pairs"].default, recipe: str | None = None,
+                      samples: int | None = None, fit: str = OPTIONS["fit"].default,
+                      steps: int = OPTIONS["steps"].default, batch: int | None = None,
+                      oracle: str = OPTIONS["oracle"].default):
     """The engine Algorithm running `name` from sampled feedback (cached: one object per setting).
 
-    pairs: N, pairs per iteration and context (prompts, for the K-sample recipes). recipe: see
-    RECIPES (the first is the default). samples: K for the K-sample recipes (INPO's best-vs-worst
-    tournament 8, SPPO's win rates and best-and-worst 5). fit: "exact", "sgd" or "adam"; steps, batch: the optax fitter's step count and
-    minibatch size (default: all data). oracle: "hard" (Bernoulli answers) or "soft" (P itself).
-    The learning rate `lr` of the optax fitter, the label-flip rate `flip` and the position bias
-    `position_bias` are hyperparameters (per run, batchable).
+    Its hyperparameters (per run, batchable) are the oracle's label-flip rate `flip` and position
+    bias `position_bias`, the optax fitter's learning rate `lr` (fit "sgd" or "adam"), and with
+    recipe="egpo" the exact algorithm's own (`recipes.PARAMS`).
+
+    Args:
+        name: an algorithm of `recipes.RECIPES`.
+        pairs: N, pairs per iteration and context (prompts, for the K-sample recipes).
+        recipe: the data recipe, a name of the algorithm's `Recipe.data` (None: its first).
+        samples: K for the K-sample recipes (None: INPO's best-vs-worst tournament 8, SPPO's win
+            rates and best-and-worst 5).
+        fit: "exact" (the empirical minimizer), "sgd" or "adam" (`steps` optax steps on
+            minibatches of `batch` data points, default all).
+        steps, batch: the optax fitter's step count and minibatch size.
+        oracle: "hard" (Bernoulli answers) or "soft" (P itself).
+
+    Returns:
+        An `Algorithm` named "NAME[sampled…]" whose state is (log π, PRNG key, Bradley-Terry
+        scores) and whose `queries_per_step` counts the oracle's answers.
+
+    Raises:
+        GamesimError: an algorithm without a recipe, or settings the recipe does not take.
+
+    References:
+        Each `recipes.Recipe.source`; the module docstring for the fitters.
     """
-    if name not in SAMPLED:
-        raise GamesimError(f"sampled feedback is available for {', '.join(SAMPLED)}, not {name!r}")
-    recipe = recipe or RECIPES[name][0]
-    if recipe not in RECIPES[name]:
-        raise GamesimError(f"{name} takes recipe {' or '.join(RECIPES[name])}, not {recipe!r}")
+    if name not in RECIPES:
+        raise GamesimError(f"sampled feedback is available for {', '.join(RECIPES)}, not {name!r}"
+                           + did_you_mean(name, RECIPES))
+    spec = RECIPES[name]
+    recipe = recipe or next(iter(spec.data))
+    if recipe not in spec.data:
+        raise GamesimError(f"{name} takes recipe {' or '.join(spec.data)}, not {recipe!r}")
     if fit not in FITS:
         raise GamesimError(f"fit must be one of {', '.join(FITS)}, not {fit!r}")
-    if oracle not in ("hard", "soft"):
+    if oracle not in ORACLES:
         raise GamesimError(f"oracle must be 'hard' or 'soft', not {oracle!r}")
-    tournament = name == "inpo" and recipe == "best-worst"
-    if tournament and oracle != "hard":
+    kind = spec.data[recipe]
+    data = DATA[kind]
+    if data.hard_oracle and oracle != "hard":
         raise GamesimError("the best-vs-worst tournament needs a hard oracle (answers, not probabilities)")
-    K = samples or (8 if tournament else 5 if name == "sppo" else 0)
-    if tournament and (K < 2 or K & (K - 1)):
+    K = samples or data.samples
+    if data.power_of_two and (K < 2 or K & (K - 1)):
         raise GamesimError(f"the best-vs-worst tournament needs K a power of two ≥ 2, got {K}")
-    if name == "sppo" and K < 2:
+    if data.per_sample and K < data.min_samples:
         raise GamesimError(f"win rates need K ≥ 2 samples per prompt, got {K}")
     for what, value in (("pairs", pairs), ("steps", steps), ("batch", batch or 1)):
         if not (isinstance(value, int) and value >= 1):
             raise GamesimError(f"{what} must be an integer ≥ 1, got {value!r}")
-    size = pairs * K if name == "sppo" else pairs
+    size = pairs * K if data.per_sample else pairs
     if batch is not None and batch > size:
         raise GamesimError(f"batch ({batch}) cannot exceed the {size} data points of an iteration")
     exact = get_algorithm(name)
-    params = {"flip": Param(0.0, 0.0, 0.5, "probability that an answer is flipped"),
-              "position_bias": Param(0.0, -0.5, 0.5, "added to P(first response wins)")}
-    if recipe == "egpo":
-        if (fit, steps, batch) != ("exact", 10, None):
+    params = {k: PARAMS[k] for k in ORACLE_PARAMS}
+    if kind == "egpo":
+        if (fit, steps, batch) != ("exact", OPTIONS["steps"].default, None):
             raise GamesimError("recipe='egpo' takes one SGD step per iteration at the learning rate that "
                                "matches η (see gamesim.bandit.sampled); leave fit, steps and batch unset")
         params.update(exact.params)  # Nash-MD's mix_ratio, Nash-MD-PG's beta
         step = _egpo_step(name, pairs, oracle == "hard")
+        queries = pairs * spec.egpo.queries_per_sample
     else:
         if fit != "exact":
-            params["lr"] = Param(0.1, 0.0, 1e6, "learning rate of the optax fitter")
+            params["lr"] = PARAMS["lr"]
         step = _make_step(name, recipe, pairs, K, fit, steps, batch or size, oracle == "hard")
-    best_response = name == "online-ipo" and fit == "exact" and recipe != "egpo"  # named for what it is
-    label = ", egpo" if recipe == "egpo" else ", exact fit: iterated best response" if best_response else ""
+        queries = pairs * QUERIES[kind](K)
+    best_response = spec.anchor == "reference" and fit == "exact" and kind != "egpo"  # named for what it is
+    label = ", egpo" if kind == "egpo" else ", exact fit: iterated best response" if best_response else ""
     return dataclasses.replace(
         exact, name=f"{name}[sampled{label}]", step=step, init=_init, log_policy=_first, params=params,
-        schedules=("constant",), queries_per_step=_queries(name, recipe, pairs, K),
-        needs_tau=name == "online-ipo" or recipe == "egpo",
+        schedules=("constant",), queries_per_step=queries, needs_tau=spec.needs_tau or kind == "egpo",
         citation=f"{exact.citation}; sampled: {recipe}, N={pairs}{f', K={K}' if K else ''}, "
-                 f"{'one SGD step' if recipe == 'egpo' else fit + ' fit'}"
+                 f"{'one SGD step' if kind == 'egpo' else fit + ' fit'}"
                  + ("; the exact fit jumps to each iteration's empirical IPO optimum (an iterated best response), "
                     "not Calandriello et al.'s gradient method (fit='sgd')" if best_response else ""))
 
 
 def _init(log_pi0, A, log_ref, key):
-    import jax.numpy as jnp
-
     return log_pi0, key, jnp.zeros_like(log_pi0)
 
 
@@ -141,88 +147,104 @@ def _first(state):
     return state[0]
 
 
+def _anchor(kind, log_pi, log_ref, eta, tau):
+    """The anchor c of `recipes.Recipe.anchor` for one context's log π_t."""
+    if kind == "mirror":
+        return geometric_logits(log_pi, log_ref, eta * tau)
+    if kind == "mixture":
+        return geometric_mixture(log_pi, log_ref, eta * tau)
+    return {"reference": log_ref, "policy": log_pi}[kind]
+
+
+COLLECT = {
+    "pairs": lambda key, log_sampler, A, oracle, N, K: feedback.pairs(key, log_sampler, A, oracle, N),
+    "tournament": lambda key, log_sampler, A, oracle, N, K: feedback.best_vs_worst(key, log_sampler, A, oracle, N, K),
+    "win-rates": lambda key, log_sampler, A, oracle, N, K: feedback.win_rates(key, log_sampler, A, oracle, N, K),
+    "best-and-worst": lambda key, log_sampler, A, oracle, N, K: feedback.best_and_worst(
+        feedback.win_rates(key, log_sampler, A, oracle, N, K), K),
+}
+"""Each data kind's draw (`recipes.DATA`) from the sampler's log-policy, N prompts, K samples."""
+
+
 def collect(name, recipe, N, K, key, log_pi, A, log_ref, eta, tau, oracle):
-    """One context's data for `name`, with the anchor c and the target scale of its loss."""
-    import jax
-
-    from gamesim.bandit import feedback
-    from gamesim.dynamics import losses
-
-    if name == "sppo":
-        rates = feedback.win_rates(key, log_pi, A, oracle, N, K)
-        return (feedback.best_and_worst(rates, K) if recipe == "best-worst" else rates), log_pi, eta
-    if recipe == "best-worst":
-        return feedback.best_vs_worst(key, log_pi, A, oracle, N, K), losses.inpo_anchor(log_pi, log_ref, eta, tau), eta
-    if name == "nash-md":
-        log_mix = jax.nn.log_softmax((1 - eta * tau) * log_pi + eta * tau * log_ref)
-        return feedback.pairs(key, log_mix, A, oracle, N), log_mix, eta
-    data = feedback.pairs(key, log_pi, A, oracle, N)
-    if name == "online-ipo":
-        return data, log_ref, 1 / tau
-    return data, (log_pi if name == "iterative-dpo" else losses.inpo_anchor(log_pi, log_ref, eta, tau)), eta
+    """One context's data for `name` under `recipe`, with the anchor c and the target scale of its loss."""
+    spec = RECIPES[name]
+    anchor = _anchor(spec.anchor, log_pi, log_ref, eta, tau)
+    log_sampler = anchor if spec.sampler == "mixture" else log_pi
+    return COLLECT[spec.data[recipe]](key, log_sampler, A, oracle, N, K), anchor, spec.target_scale(eta, tau)
 
 
-def data_loss(name, theta, data, anchor, scale, log_pi, eta):
-    """`name`'s loss of the logits θ on one context's data (see the table above)."""
-    import jax
-
-    from gamesim.dynamics import losses
-
-    if name == "sppo":
-        return losses.sppo_loss(jax.nn.log_softmax(theta), log_pi, eta, data.response, data.win_rate, data.weight)
-    if name == "iterative-dpo":
-        return losses.dpo_loss(theta, log_pi, eta, data.first, data.second, data.label, data.weight)
-    return losses.pair_regression_loss(theta, anchor, data.first, data.second, scale * (data.label - 0.5),
-                                       data.weight)
+LOSSES = {
+    "pair-regression": lambda theta, data, anchor, scale: losses.pair_regression_loss(
+        theta, anchor, data.first, data.second, scale * (data.label - 0.5), data.weight),
+    "sppo": lambda theta, data, anchor, scale: losses.sppo_loss(
+        jax.nn.log_softmax(theta), anchor, scale, data.response, data.win_rate, data.weight),
+    "dpo": lambda theta, data, anchor, scale: losses.dpo_loss(
+        theta, anchor, scale, data.first, data.second, data.label, data.weight),
+}
+"""`recipes.Recipe.loss` → its loss of the logits θ on one context's data (`collect`'s)."""
 
 
-def exact_fit(name, data, anchor, scale, log_pi, eta, scores):
-    """The empirical minimizer of `data_loss` (see the module docstring); returns (θ, BT scores)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
+def data_loss(name, theta, data, anchor, scale):
+    """`name`'s loss of the logits θ on one context's data, anchor and scale (`collect`'s)."""
+    return LOSSES[RECIPES[name].loss](theta, data, anchor, scale)
 
-    from gamesim.dynamics.updates import bradley_terry_fit
 
-    n = log_pi.shape[-1]
-    if name == "sppo":
-        def objective(theta):
-            return data_loss(name, theta, data, anchor, scale, log_pi, eta)
+def _lbfgs_fit(name, data, anchor, scale, scores):
+    """LBFGS_STEPS L-BFGS iterations from θ = c (SPPO: log π_t)."""
+    def objective(theta):
+        return data_loss(name, theta, data, anchor, scale)
 
-        solver = optax.lbfgs()
-        value_and_grad = optax.value_and_grad_from_state(objective)
+    solver = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(objective)
 
-        def lbfgs(carry, _):
-            theta, state = carry
-            value, grad = value_and_grad(theta, state=state)
-            updates, state = solver.update(grad, state, theta, value=value, grad=grad, value_fn=objective)
-            return (optax.apply_updates(theta, updates), state), None
+    def lbfgs(carry, _):
+        theta, state = carry
+        value, grad = value_and_grad(theta, state=state)
+        updates, state = solver.update(grad, state, theta, value=value, grad=grad, value_fn=objective)
+        return (optax.apply_updates(theta, updates), state), None
 
-        return jax.lax.scan(lbfgs, (log_pi, solver.init(log_pi)), None, length=LBFGS_STEPS)[0][0], scores
+    return jax.lax.scan(lbfgs, (anchor, solver.init(anchor)), None, length=LBFGS_STEPS)[0][0], scores
+
+
+def _bradley_terry_fit(name, data, anchor, scale, scores):
+    """DPO's minimizer: θ = c + r/β with r the Bradley-Terry maximum likelihood (ridge BT_RIDGE)."""
+    n = anchor.shape[-1]
     f, s, w = data.first, data.second, data.weight
-    if name == "iterative-dpo":
-        weights = jnp.zeros((n, n), log_pi.dtype).at[f, s].add(w).at[s, f].add(w)
-        wins = jnp.zeros((n, n), log_pi.dtype).at[f, s].add(w * data.label).at[s, f].add(w * (1 - data.label))
-        scores = bradley_terry_fit(scores, weights, wins)
-        return log_pi + eta * scores, scores
+    weights = jnp.zeros((n, n), anchor.dtype).at[f, s].add(w).at[s, f].add(w)
+    wins = jnp.zeros((n, n), anchor.dtype).at[f, s].add(w * data.label).at[s, f].add(w * (1 - data.label))
+    scores = bradley_terry_fit(scores, weights, wins)
+    return anchor + scale * scores, scores
+
+
+def _least_squares_fit(name, data, anchor, scale, scores):
+    """The pair regression's minimum-norm least-squares solution θ = c + L⁺b."""
+    n = anchor.shape[-1]
+    f, s, w = data.first, data.second, data.weight
     target = w * scale * (data.label - 0.5)
-    laplacian = jnp.zeros((n, n), log_pi.dtype).at[f, f].add(w).at[s, s].add(w).at[f, s].add(-w).at[s, f].add(-w)
-    b = jnp.zeros(n, log_pi.dtype).at[f].add(target).at[s].add(-target)
+    laplacian = jnp.zeros((n, n), anchor.dtype).at[f, f].add(w).at[s, s].add(w).at[f, s].add(-w).at[s, f].add(-w)
+    b = jnp.zeros(n, anchor.dtype).at[f].add(target).at[s].add(-target)
     return anchor + jnp.linalg.pinv(laplacian, hermitian=True) @ b, scores
 
 
-def optax_fit(name, optimizer, steps, batch, key, data, anchor, scale, log_pi, eta):
-    """`steps` optax steps on `data_loss` from θ = log π_t, each on a random minibatch of `batch`."""
-    import jax
-    import optax
+EXACT_FITS = {"pair-regression": _least_squares_fit, "sppo": _lbfgs_fit, "dpo": _bradley_terry_fit}
+"""`recipes.Recipe.loss` → the empirical minimizer of its `data_loss` (see the module docstring)."""
 
+
+def exact_fit(name, data, anchor, scale, scores):
+    """The empirical minimizer of `data_loss` (see the module docstring); returns (θ, BT scores)."""
+    return EXACT_FITS[RECIPES[name].loss](name, data, anchor, scale, scores)
+
+
+def optax_fit(name, optimizer, steps, batch, key, data, anchor, scale, log_pi):
+    """`steps` optax steps on `data_loss` from θ = log π_t, each on a random minibatch of `batch`."""
     size = data[0].shape[0]
 
     def one(carry, key):
         theta, state = carry
         idx = jax.random.permutation(key, size)[:batch]
         minibatch = jax.tree_util.tree_map(lambda x: x[idx], data)
-        grad = jax.grad(data_loss, argnums=1)(name, theta, minibatch, anchor, scale, log_pi, eta)
+        grad = jax.grad(data_loss, argnums=1)(name, theta, minibatch, anchor, scale)
         updates, state = optimizer.update(grad, state, theta)
         return (optax.apply_updates(theta, updates), state), None
 
@@ -230,20 +252,15 @@ def optax_fit(name, optimizer, steps, batch, key, data, anchor, scale, log_pi, e
 
 
 def _make_step(name, recipe, N, K, fit, steps, batch, hard):
-    import jax
-    import optax
-
-    from gamesim.bandit import feedback
-
     def context_step(key, log_pi, A, log_ref, scores, eta, tau, params):
         oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])
         k_data, k_fit = jax.random.split(key)
         data, anchor, scale = collect(name, recipe, N, K, k_data, log_pi, A, log_ref, eta, tau, oracle)
         if fit == "exact":
-            theta, scores = exact_fit(name, data, anchor, scale, log_pi, eta, scores)
+            theta, scores = exact_fit(name, data, anchor, scale, scores)
         else:
             optimizer = (optax.sgd if fit == "sgd" else optax.adam)(params["lr"])
-            theta = optax_fit(name, optimizer, steps, batch, k_fit, data, anchor, scale, log_pi, eta)
+            theta = optax_fit(name, optimizer, steps, batch, k_fit, data, anchor, scale, log_pi)
         return jax.nn.log_softmax(theta), scores
 
     def step(state, A, log_ref, eta, tau, t, params):
@@ -258,42 +275,26 @@ def _make_step(name, recipe, N, K, fit, steps, batch, hard):
 
 
 def egpo_data(name, key, log_pi, log_ref, A, oracle, N, eta, tau, params, log_opponent=None):
-    """One context's samples for `recipe="egpo"` (module docstring) as `feedback.Pairs`: for the
+    """One context's samples for `recipe="egpo"` (`recipes.Egpo`) as `feedback.Pairs`: for the
     triples, label = 1/2 + ℓ(y, y'') − ℓ(y', y''), so that label − 1/2 is the target's numerator;
-    `log_opponent` replaces π_t as the sampler of y'' (the extragradient's π_{t+1/2})."""
-    import jax
-    import jax.numpy as jnp
-
-    from gamesim.bandit import feedback
-
+    `log_opponent` replaces the recipe's opponent as the sampler of y'' (the extragradient's π_{t+1/2})."""
+    egpo = RECIPES[name].egpo
     k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    if name == "online-ipo":
-        return feedback.pairs(key, log_pi, A, oracle, N)
-    if name == "nash-md-pg":
-        return feedback.pairs(key, log_pi, A, oracle, N, log_pi_second=_mixture(log_pi, log_ref, params["beta"]))
+    if log_opponent is None:
+        log_opponent = log_pi if egpo.opponent is None else geometric_mixture(
+            log_pi, log_ref, egpo.opponent(eta, tau, params))
+    if not egpo.triples:
+        return feedback.pairs(key, log_pi, A, oracle, N, log_pi_second=log_opponent)
     uniform = jnp.zeros_like(log_pi)
     y, y2 = feedback.sample(k1, uniform, (N,)), feedback.sample(k2, uniform, (N,))
-    if log_opponent is None:
-        log_opponent = _mixture(log_pi, log_ref, params["mix_ratio"] * eta * tau) if name == "nash-md" else log_pi
     y3 = feedback.sample(k3, log_opponent, (N,))
     label = 0.5 + feedback.answer(k4, A, y, y3, oracle) - feedback.answer(k5, A, y2, y3, oracle)
     return feedback.Pairs(y, y2, label, jnp.ones(N, log_pi.dtype))
 
 
-def _mixture(log_pi, log_ref, weight):
-    import jax
-
-    return jax.nn.log_softmax((1 - weight) * log_pi + weight * log_ref)
-
-
 def egpo_loss(name, theta, data, log_pi, log_ref, tau):
-    """EGPO's sampled loss of the logits θ on one context's data (module docstring)."""
-    import jax
-    import jax.numpy as jnp
-
-    from gamesim.dynamics import losses
-
-    if name == "nash-md-pg":
+    """EGPO's sampled loss of the logits θ on one context's data (`recipes.Egpo`)."""
+    if RECIPES[name].egpo.policy_gradient:
         d = log_pi - log_ref  # π_t's, held fixed
         return -jnp.mean((data.label - tau * d[data.first]) * jax.nn.log_softmax(theta)[data.first])
     return losses.pair_regression_loss(theta, log_ref, data.first, data.second, (data.label - 0.5) / tau)
@@ -301,13 +302,11 @@ def egpo_loss(name, theta, data, log_pi, log_ref, tau):
 
 def egpo_lr(name, eta, tau, n):
     """The SGD learning rate of `recipe="egpo"` whose expected step is the exact step at η."""
-    return {"online-ipo": tau * eta / 4, "nash-md-pg": eta}.get(name, n * tau * eta / 4)
+    return RECIPES[name].egpo.lr(eta, tau, n)
 
 
 def _egpo_step(name, N, hard):
-    import jax
-
-    from gamesim.bandit import feedback
+    half_step = RECIPES[name].egpo.half_step
 
     def context_step(key, log_pi, A, log_ref, eta, tau, params):
         oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])
@@ -316,7 +315,7 @@ def _egpo_step(name, N, hard):
         k1, k2 = jax.random.split(key)
         data = egpo_data(name, k1, log_pi, log_ref, A, oracle, N, eta, tau, params)
         theta = log_pi - lr * grad(name, log_pi, data, log_pi, log_ref, tau)
-        if name == "extragradient":  # fresh samples against the half step, stepped from θ_t
+        if half_step:  # fresh samples against the half step, stepped from θ_t
             data = egpo_data(name, k2, log_pi, log_ref, A, oracle, N, eta, tau, params, jax.nn.log_softmax(theta))
             theta = log_pi - lr * grad(name, log_pi, data, log_pi, log_ref, tau)
         return jax.nn.log_softmax(theta)

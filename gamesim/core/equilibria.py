@@ -37,28 +37,45 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import jax
 import numpy as np
+import scipy.linalg
 from scipy.optimize import linprog
 from scipy.special import log_softmax, softmax
 
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
+from gamesim.core.guards import confirm, progress_bar, solve_estimate
+from gamesim.core.metrics import duality_gaps
 
 RESIDUAL_TARGET = 1e-13
+"""τ > 0: the fixed-point residual max_y |π_y − BR_τ(π)_y| Newton must reach, a few hundred float64
+roundings of a probability (unless the rounding floor of Aπ/τ is higher, see `_newton`)."""
 MIN_TAU = 1e-10
 """Smallest τ > 0 solved: below it, π*_τ is not resolvable in float64 (A/τ overflows the Jacobian)."""
 MAX_TAU = 1e6
 """Largest τ accepted: far above it π*_τ = π_ref to float64 accuracy and τ·KL overflows the gaps'
 precision (a gap of 2τ·KL with KL at rounding level, 1e-16, is then 1e-10 of noise)."""
 _MAX_NEWTON = 60
+"""Newton (and chord) steps per τ: quadratic convergence needs about ten; the rest is for damping far
+from π*_τ, after which the continuation in τ takes over."""
 
 
 @dataclass(frozen=True)
 class Equilibrium:
-    """A solved equilibrium.
+    """A solved equilibrium, as `solve` returns it.
 
-    policy: π*, (n,) or (C, n) for a contextual game. value: min_q J(π*, q), the payoff π*
-    guarantees (the game's value is 1/2, so value = 1/2 − duality_gap/2). duality_gap: DualGap_τ(π*).
+    Args:
+        policy: π*, (n,) or (C, n) for a contextual game (read-only).
+        value: min_q J(π*, q), the payoff π* guarantees (the game's value is 1/2, so value =
+            1/2 − duality_gap/2).
+        duality_gap: DualGap_τ(π*), ρ-weighted over contexts: rounding level at a solution.
+        tau: the KL weight it was solved at (0: the von Neumann winner).
+        method: how it was found ("interior-point", "lp", "lp+max-support", "newton",
+            "newton+continuation"; '+'-joined over contexts), not part of equality.
+
+    References:
+        von Neumann winner: Dudík et al. 2015; SPPO eq. 3.3. π*_τ: NLHF (Munos et al. 2023) Prop. 1.
     """
 
     policy: np.ndarray
@@ -69,16 +86,29 @@ class Equilibrium:
 
 
 def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
-    """The equilibrium of `game` (a PreferenceGame or spec) regularized by KL weight `tau`.
+    """The equilibrium of `game` regularized by KL weight `tau` (see the module docstring for how).
 
     Games are immutable, so each game object remembers its solutions: solving again is free.
-    yes: consent to a solve estimated above the `guards` thresholds (None warns, False refuses).
+
+    Args:
+        game: a PreferenceGame or a spec string (`load_game`).
+        tau: 0 for the von Neumann winner of maximal support, or τ in [MIN_TAU, MAX_TAU] for the
+            regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ).
+        yes: consent to a solve estimated above the `guards` thresholds (None warns, False refuses).
+
+    Returns:
+        The `Equilibrium`, per context for a contextual game.
+
+    Raises:
+        GamesimError: τ out of range, or a refused estimate.
+
+    References:
+        τ = 0: Dudík et al. 2015 (von Neumann winner), SPPO eq. 3.3, DNO's Minimax Winner;
+        τ > 0: NLHF (Munos et al. 2023) Prop. 1 (unique).
     """
     game = load_game(game)
     tau = check_tau(tau)
     if tau not in game.solutions:
-        from gamesim.core.guards import confirm, solve_estimate
-
         confirm(solve_estimate(game.n, game.num_contexts, tau), yes)
         game.solutions[tau] = _solve(game, tau)
     return game.solutions[tau]
@@ -97,11 +127,20 @@ def _solve(game: PreferenceGame, tau: float) -> Equilibrium:
 
 
 def duality_gap(game, policy, tau: float = 0.0) -> float:
-    """DualGap_τ of `policy` ((n,) or (C, n)) on `game` (a PreferenceGame or spec), ρ-weighted."""
-    import jax  # JAX loads on first use, not with `import gamesim`
+    """DualGap_τ(π) = max_p J(p, π) − min_q J(π, q), ρ-weighted over contexts (`metrics.duality_gaps`).
 
-    from gamesim.core.metrics import duality_gaps
+    Args:
+        game: a PreferenceGame or a spec string.
+        policy: π, (n,) or (C, n).
+        tau: the KL weight τ ≥ 0 of J(π₁, π₂) = π₁ᵀPπ₂ − τ KL(π₁‖π_ref) + τ KL(π₂‖π_ref).
 
+    Returns:
+        The gap, ≥ 0 and 0 only at the equilibrium (at τ = 0, twice the exploitability).
+
+    References:
+        INPO (Zhang et al. 2024) eq. 3; NLHF (Munos et al. 2023) eq. 2; the computed form
+        2τ KL(π‖BR_τ(π)) is derived in `gamesim.core.metrics`.
+    """
     game = load_game(game)
     stack = game.stack_policy(policy)
     with jax.enable_x64(True), np.errstate(divide="ignore"):
@@ -124,7 +163,56 @@ def check_tau(tau) -> float:
 
 # --- τ = 0 -----------------------------------------------------------------------------------------
 _CERTIFY_MARGIN = 1e-13
+"""A certified support solution has π_y ≥ this on S and (Aπ)_y ≤ −this off S: strictly positive and
+strictly losing beyond rounding (≈ 1e3 float64 roundings of a probability), so S is maximal."""
+_SUPPORT_RESIDUAL = 1e-12
+"""Accepted |(Aπ)_y| on the support S, and residual of the bordered support system: an equilibrium
+has (Aπ)_S = 0; a solve of a well-conditioned system of n ≲ 1e3 rounds to far below this."""
 _MAX_PIVOTS = 8
+"""Support repairs (drop the most negative π_y, add the most violated y) before the LP fallback: the
+interior point's support is right or off by one or two responses; more means it is not converging."""
+_IPM_MAX_ITERATIONS = 80
+"""Interior-point iterations: Mehrotra's method takes 10–30 on these problems; past 80 it has stalled
+and the LP fallback is cheaper."""
+_IPM_TOLERANCE = 1e-9
+"""The interior point stops when μ = πᵀs/n and the residuals are below this: close enough to the
+central path's limit to read the support off, not to be the answer (the support system gives that)."""
+_IPM_SEPARATION = 100.0
+"""... and every response is separated, π_y/s_y or s_y/π_y > this: the support S = {π_y > s_y} is
+then read off with a margin of two orders of magnitude."""
+_IPM_MIN_MU = 1e-300
+"""μ below this has underflowed (near the smallest normal float64, 2.2e-308): stop, the LP takes over."""
+_IPM_STEP_FRACTION = 0.99
+"""The corrector goes this fraction of the way to the boundary, keeping π, s > 0 (the usual choice)."""
+_IPM_START_OFFSET = 1.0
+"""The start v = this + max|Aπ_0| makes s = v·1 − Aπ_0 ≥ 1 componentwise, well inside the cone."""
+_LP_SUPPORT = 1e-9
+"""A response is in an LP solution's support when its probability exceeds this: far above rounding,
+far below any probability an equilibrium of these games puts on a response it plays (the polish
+then checks the support by the gap)."""
+_INDICATOR_CUT = 0.5
+"""The support LP's indicators s_y are 0 or 1 at its optimum (see the module docstring): cut halfway."""
+_UNIQUE_MARGIN = 1e-9
+"""π is provably the only equilibrium when every response off its support loses by more than this,
+and [A_SS; 1ᵀ] has full column rank at this singular-value tolerance: a margin above the LP's
+tolerance, so that a near-tie is never called unique."""
+_CONTINUATION_START = 1.0
+"""The continuation in τ starts at τ ≥ this, where P/τ is small and π*_τ is close to π_ref, so Newton
+from π_ref converges; it then halves τ down to the target, warm-starting each solve."""
+_ROUNDING_FACTOR = 16
+"""Newton's tolerance is at least this many ε·max|A|/τ: computing Aπ/τ rounds at ε·max|A|/τ per entry,
+and a residual below a few of those cannot be reached for tiny τ."""
+_CHORD_CONTRACTION = 0.1
+"""A chord step (the last Jacobian again) is kept while it contracts ‖F‖ by this factor (tenfold)."""
+_FAR_BELOW_TARGET = 0.01
+"""Stop when the residual is this fraction of RESIDUAL_TARGET: a fresh Jacobian would not help."""
+_ARMIJO = 1e-4
+"""Sufficient decrease of the damped Newton step: ‖F‖ must fall by this fraction of the step (Armijo's
+usual constant, Nocedal & Wright §3.1)."""
+_MIN_DAMPING = 1e-6
+"""The smallest step fraction tried before Newton gives up at this τ (2⁻²⁰: the direction is useless)."""
+_LONG_SOLVE = 300
+"""A continuation on n ≥ this responses shows a progress bar (each Newton step is an n × n LU)."""
 
 
 def _von_neumann_winner(A: np.ndarray) -> tuple[np.ndarray, str]:
@@ -149,7 +237,7 @@ def _certified_support_solution(A: np.ndarray) -> np.ndarray | None:
         outside = np.where(S, -np.inf, scores).argmax()
         in_ok = pi[inside] >= _CERTIFY_MARGIN
         out_ok = S.all() or scores[outside] <= -_CERTIFY_MARGIN
-        if in_ok and out_ok and np.abs(scores[S]).max() <= 1e-12:
+        if in_ok and out_ok and np.abs(scores[S]).max() <= _SUPPORT_RESIDUAL:
             return pi
         if not in_ok:
             S[inside] = False
@@ -172,7 +260,7 @@ def _support_system(A: np.ndarray, S: np.ndarray, x: np.ndarray) -> np.ndarray |
     try:
         with np.errstate(all="ignore"):
             solution = np.linalg.solve(B, rhs)
-        if np.all(solution[:k] > 0) and np.abs(B @ solution - rhs).max() <= 1e-12:
+        if np.all(solution[:k] > 0) and np.abs(B @ solution - rhs).max() <= _SUPPORT_RESIDUAL:
             pi = np.zeros(len(S))
             pi[idx] = solution[:k]
             return pi
@@ -181,24 +269,24 @@ def _support_system(A: np.ndarray, S: np.ndarray, x: np.ndarray) -> np.ndarray |
     return _polish(A, np.where(S, x, 0) / x[S].sum(), S)
 
 
-def _interior_point(A: np.ndarray, max_iter: int = 80) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _interior_point(A: np.ndarray, max_iter: int = _IPM_MAX_ITERATIONS) -> tuple[np.ndarray | None,
+                                                                                  np.ndarray | None]:
     """Primal-dual interior point (Mehrotra) for π ≥ 0, s = v·1 − Aπ ≥ 0, Σπ = 1, π∘s = 0; returns
-    (π, s) once every pair is separated by a factor 100 with μ = πᵀs/n and the residuals ≤ 1e-9,
-    (None, None) if that does not happen (the LP fallback takes over)."""
-    import scipy.linalg
-
+    (π, s) once every pair is separated by a factor _IPM_SEPARATION with μ = πᵀs/n and the residuals
+    below _IPM_TOLERANCE, (None, None) if that does not happen (the LP fallback takes over)."""
     n = A.shape[0]
     x = np.full(n, 1.0 / n)
-    v = 1.0 + np.abs(A @ x).max()
+    v = _IPM_START_OFFSET + np.abs(A @ x).max()
     s = v - A @ x
     ones, minus_A = np.ones(n), -A
     diagonal = np.diag_indices(n)
     for _ in range(max_iter):
         r_s, r_e = s - v + A @ x, x.sum() - 1.0
         mu = x @ s / n
-        if max(mu, np.abs(r_s).max(), abs(r_e)) < 1e-9 and np.maximum(x / s, s / x).min() > 100:
+        separated = np.maximum(x / s, s / x).min() > _IPM_SEPARATION
+        if max(mu, np.abs(r_s).max(), abs(r_e)) < _IPM_TOLERANCE and separated:
             return x, s
-        if not np.isfinite(mu) or mu < 1e-300:
+        if not np.isfinite(mu) or mu < _IPM_MIN_MU:
             break
         K = minus_A.copy()
         K[diagonal] += s / x
@@ -218,9 +306,9 @@ def _interior_point(A: np.ndarray, max_iter: int = 80) -> tuple[np.ndarray | Non
 
         dx, ds, _ = direction(-x * s)  # predictor (affine scaling), then Mehrotra's corrector
         alpha = min(1.0, step_to_boundary(dx, ds))
-        sigma = ((x + alpha * dx) @ (s + alpha * ds) / n / mu) ** 3
+        sigma = ((x + alpha * dx) @ (s + alpha * ds) / n / mu) ** 3  # Mehrotra's centering σ = (μ_aff/μ)³
         dx, ds, dv = direction(sigma * mu - x * s - dx * ds)
-        alpha = min(1.0, 0.99 * step_to_boundary(dx, ds))
+        alpha = min(1.0, _IPM_STEP_FRACTION * step_to_boundary(dx, ds))
         x, s, v = x + alpha * dx, s + alpha * ds, v + alpha * dv
     return None, None
 
@@ -239,16 +327,16 @@ def _lp_winner(A: np.ndarray) -> tuple[np.ndarray, str]:
     # possibly several equilibria: the one of maximal support, over the cone {x ≥ 0, Ax ≤ 0}
     res = linprog(np.r_[np.zeros(n), -np.ones(n)], A_ub=np.block([[A, np.zeros((n, n))], [-np.eye(n), np.eye(n)]]),
                   b_ub=np.zeros(2 * n), bounds=[(0, None)] * n + [(0, 1)] * n, method="highs")
-    if res.status != 0 or not np.any(res.x[n:] > 0.5):
+    if res.status != 0 or not np.any(res.x[n:] > _INDICATOR_CUT):
         return pi, "lp (maximal support not confirmed: the support LP failed)"
-    support = res.x[n:] > 0.5
+    support = res.x[n:] > _INDICATOR_CUT
     wide = np.where(support, np.maximum(res.x[:n], 0), 0.0)
     return _best(A, wide / wide.sum()), "lp+max-support"
 
 
 def _best(A: np.ndarray, pi: np.ndarray) -> np.ndarray:
     """π or its polish on its support, whichever has the smaller gap."""
-    polished = _polish(A, pi, pi > 1e-9)
+    polished = _polish(A, pi, pi > _LP_SUPPORT)
     return polished if polished is not None and _gap0(A, polished) <= _gap0(A, pi) else pi
 
 
@@ -258,10 +346,10 @@ def _unique(A: np.ndarray, pi: np.ndarray) -> bool:
     and A_SS q_S = 0 with Σ q = 1: the nonsingular system then gives q = π.)"""
     S = pi > 0
     scores = A @ pi
-    if np.any(~S) and scores[~S].max() > -1e-9:
+    if np.any(~S) and scores[~S].max() > -_UNIQUE_MARGIN:
         return False
     M = np.vstack([A[np.ix_(S, S)], np.ones(S.sum())])
-    return np.linalg.matrix_rank(M, tol=1e-9) == S.sum()
+    return np.linalg.matrix_rank(M, tol=_UNIQUE_MARGIN) == S.sum()
 
 
 def _polish(A: np.ndarray, pi: np.ndarray, support: np.ndarray) -> np.ndarray | None:
@@ -287,13 +375,11 @@ def _regularized(A: np.ndarray, log_ref: np.ndarray, tau: float) -> tuple[np.nda
     if ok:
         return np.exp(x), "newton"
     # continuation: halve τ from a value where π*_τ is close to π_ref
-    from gamesim.core.guards import progress_bar
-
     taus = [tau]
-    while taus[-1] < 1.0:
+    while taus[-1] < _CONTINUATION_START:
         taus.append(taus[-1] * 2)
     x = log_ref.copy()
-    bar = progress_bar(None, len(taus), long=len(x) >= 300, unit="τ")
+    bar = progress_bar(None, len(taus), long=len(x) >= _LONG_SOLVE, unit="τ")
     for t in reversed(taus):
         x, ok = _newton(A, log_ref, t, x)
         if bar is not None:
@@ -309,12 +395,10 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
     """Damped Newton on F(x) = x − log BR_τ(softmax x) = 0 with merit ‖F‖₂; returns (log π, converged).
 
     Converged means max_y |π_y − BR_τ(π)_y| ≤ max(RESIDUAL_TARGET, 16 ε max|A|/τ), the second term
-    the rounding floor of computing Aπ/τ; it iterates until ‖F‖ stops falling.
+    the rounding floor of computing Aπ/τ (_ROUNDING_FACTOR); it iterates until ‖F‖ stops falling.
     """
-    import scipy.linalg
-
     n = len(x)
-    tol = max(RESIDUAL_TARGET, 16 * np.finfo(float).eps * np.abs(A).max() / tau)
+    tol = max(RESIDUAL_TARGET, _ROUNDING_FACTOR * np.finfo(float).eps * np.abs(A).max() / tau)
 
     def evaluate(x):
         pi = np.exp(x)
@@ -331,10 +415,10 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
             x_new = log_softmax(x - scipy.linalg.lu_solve(lu, F, check_finite=False))
             pi_new, log_q_new, F_new = evaluate(x_new)
             norm_new = np.linalg.norm(F_new)
-            if np.isfinite(norm_new) and norm_new < 0.1 * norm:
+            if np.isfinite(norm_new) and norm_new < _CHORD_CONTRACTION * norm:
                 x, pi, log_q, F, norm = x_new, pi_new, log_q_new, F_new, norm_new
                 continue
-            if float(np.max(np.abs(pi - np.exp(log_q)))) <= 0.01 * RESIDUAL_TARGET:
+            if float(np.max(np.abs(pi - np.exp(log_q)))) <= _FAR_BELOW_TARGET * RESIDUAL_TARGET:
                 break  # far below the target: a fresh Jacobian would not help
         q = np.exp(log_q)
         # J = I − (I − 1qᵀ)(A/τ)(diag π − ππᵀ), built in place
@@ -348,11 +432,11 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
             break
         step = -scipy.linalg.lu_solve(lu, F, check_finite=False)
         alpha = 1.0
-        while alpha > 1e-6:
+        while alpha > _MIN_DAMPING:
             x_new = log_softmax(x + alpha * step)
             pi_new, log_q_new, F_new = evaluate(x_new)
             norm_new = np.linalg.norm(F_new)
-            if np.isfinite(norm_new) and norm_new < (1 - 1e-4 * alpha) * norm:
+            if np.isfinite(norm_new) and norm_new < (1 - _ARMIJO * alpha) * norm:
                 break
             alpha /= 2
         else:

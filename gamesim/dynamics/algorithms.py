@@ -7,6 +7,10 @@ and COMAL write an *inverse* learning rate (exponent P/η_INPO, KL weight τ/η_
 
 An `Algorithm` is (init, step, log_policy) over a state pytree, so that methods with memory
 (optimistic steps, magnet refreshes, fitted rewards) run in the same engine as memoryless ones.
+
+Reading the registry loads no JAX (the command line builds its flags from it and lists it at
+start-up): the built-in steps reach `updates` and jax.numpy through `_u` and `_jnp` when a run
+first traces them.
 """
 
 from __future__ import annotations
@@ -16,32 +20,68 @@ import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import jax.numpy as jnp
-
-from gamesim.dynamics import updates as u
 from gamesim.core.errors import GamesimError
 from gamesim.core.names import did_you_mean
-from gamesim.core.metrics import matvec
 
 
 # --- step-size converters ------------------------------------------------------------------------
 def eta_from_inverse(eta_inverse: float) -> float:
-    """gamesim's learning rate from INPO's / DNO's / COMAL's inverse learning rate: η = 1/η_INPO."""
+    """gamesim's learning rate from INPO's / DNO's / COMAL's inverse learning rate: η = 1/η_INPO.
+
+    Args:
+        eta_inverse: the papers' η_INPO (exponent P/η_INPO, KL weight τ/η_INPO).
+
+    Returns:
+        η = 1/η_INPO, gamesim's learning rate (exponent ηPπ, KL weight ητ).
+
+    References:
+        INPO (Zhang et al. 2024) eq. 5; DNO (Rosset et al. 2024) eq. 9; COMAL (Liu et al. 2024) Alg. 1.
+    """
     return 1.0 / eta_inverse
 
 
 def eta_to_inverse(eta: float) -> float:
-    """INPO's / DNO's / COMAL's inverse learning rate from gamesim's η: η_INPO = 1/η."""
+    """INPO's / DNO's / COMAL's inverse learning rate from gamesim's η: η_INPO = 1/η.
+
+    Args:
+        eta: gamesim's learning rate η.
+
+    Returns:
+        η_INPO = 1/η, the inverse learning rate of the papers below.
+
+    References:
+        INPO (Zhang et al. 2024) eq. 5; DNO (Rosset et al. 2024) eq. 9; COMAL (Liu et al. 2024) Alg. 1.
+    """
     return 1.0 / eta
 
 
 def eta_from_sppo_beta(beta: float) -> float:
-    """gamesim's η from SPPO's β (their loss uses β = 1/η): η = 1/β."""
+    """gamesim's η from SPPO's β (their loss uses β = 1/η): η = 1/β.
+
+    Args:
+        beta: SPPO's β, the inverse step of its loss (log π/π_t − (P̂ − 1/2)/β)².
+
+    Returns:
+        η = 1/β (SPPO's runs: β = 1e-3, η = 1e3).
+
+    References:
+        SPPO (Wu et al. 2024) eqs. 4.1 and 4.6–4.7.
+    """
     return 1.0 / beta
 
 
 def eta_to_sppo_beta(eta: float) -> float:
-    """SPPO's β from gamesim's η: β = 1/η."""
+    """SPPO's β from gamesim's η: β = 1/η.
+
+    Args:
+        eta: gamesim's learning rate η.
+
+    Returns:
+        SPPO's β = 1/η.
+
+    References:
+        SPPO (Wu et al. 2024) eqs. 4.1 and 4.6–4.7.
+    """
     return 1.0 / eta
 
 
@@ -66,9 +106,24 @@ def egpo_settings(method: str, *, lr: float, beta: float, n: int, samples: int |
     - "nash-md-pg", loss −Σ_y sg(π_y)((Pπ^ω)_y − β sg(d_y)) log π_y at the same ω:
       ∇_θ = −π ⊙ (g − ⟨π, g⟩), g = Aπ^ω − βd: `nash-md-pg` at η = lr, τ = β, mixture weight ω.
 
-    Start from π_0 = π_ref (`init="reference"`), as EGPO does. `samples`: EGPO's sampled variant
-    with that many samples per step (its runs: 100): sampled feedback with `recipe="egpo"` and the
-    soft oracle (EGPO reads P itself), whose expected step is the exact one (`gamesim.bandit.sampled`).
+    Start from π_0 = π_ref (`init="reference"`), as EGPO does.
+
+    Args:
+        method: one of EGPO_METHODS.
+        lr: EGPO's SGD learning rate, > 0.
+        beta: EGPO's KL weight β, > 0 (gamesim's τ).
+        n: the number of actions, ≥ 2 (the uniform samplers' 1/n² sets η).
+        samples: EGPO's sampled variant with that many samples per step (its runs: 100): sampled
+            feedback with `recipe="egpo"` and the soft oracle (EGPO reads P itself), whose expected
+            step is the exact one (`gamesim.bandit.sampled`); None for the exact losses.
+
+    Returns:
+        (algorithm name, `simulate` keywords: eta, tau and the algorithm's hyperparameters, plus
+        the sampling options when `samples` is given).
+
+    References:
+        Zhou et al. 2025 (EGPO), `zhourunlong/EGPO` simulations/loss_funcs.py; Calandriello et al.
+        2024 eq. 11 (online IPO); Munos et al. 2023 eqs. 3–4 and §7 (Nash-MD, Nash-MD-PG).
     """
     if method not in EGPO_METHODS:
         raise GamesimError(f"EGPO's methods are {', '.join(EGPO_METHODS)}; got {method!r}")
@@ -114,13 +169,35 @@ def _is_number(x) -> bool:
 # --- registry --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Param:
-    """A hyperparameter: default, closed valid range, meaning."""
+    """A hyperparameter of an algorithm (or of the sampled feedback): one per name, and each
+    becomes a `gamesim run` flag (`--NAME`, help from `doc`) and a study key.
+
+    Args:
+        default: the value when none is given.
+        low, high: the closed valid range, checked by `Algorithm.resolve_params`.
+        doc: what it means, one line (the flag's help and the error message quote it).
+        integer: whether only whole numbers are valid (the flag then parses an int).
+    """
 
     default: float
     low: float
     high: float
     doc: str
     integer: bool = False
+
+
+def _u():
+    """`gamesim.dynamics.updates`, imported when a run first traces a built-in step."""
+    from gamesim.dynamics import updates  # loads JAX, which reading the registry must not (CLI start-up)
+
+    return updates
+
+
+def _jnp():
+    """jax.numpy, imported when a run first traces a built-in step's init (as `_u`)."""
+    import jax.numpy as jnp  # loads JAX, which reading the registry must not (CLI start-up)
+
+    return jnp
 
 
 def _policy_is_state(log_pi0, A, log_ref, key):
@@ -139,18 +216,36 @@ def _identity(state):
 class Algorithm:
     """A self-play method for the engine.
 
-    init(log_pi0, A, log_ref, key) → state (key: the run's PRNG key, for sampled feedback);
-    step(state, A, log_ref, eta, tau, t, params) → state, with t the iteration (0, 1, …) and
-    params the hyperparameters; log_policy(state) → (C, n). queries_per_step: preference queries
-    one step makes (0 for exact methods; a `queries` metric is recorded when > 0).
-    target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
-    uses_tau: False when τ only selects the game the metrics measure.
+    This class is the public way to bring your own method: give `step` (a pure jax.numpy function
+    of the signature below), its hyperparameters as `Param`s with their valid ranges, and a
+    citation; pass the object to `simulate`, or `register_algorithm` it to use it by name.
     Compiled loops are cached per Algorithm object (identity), so a modified copy gets its own;
     the engine's numba path runs only the registered steps it knows (`numba_chain`).
 
-    This class is the public way to bring your own method: give `step` (a pure jax.numpy function
-    of the signature above), its hyperparameters as `Param`s with their valid ranges, and a
-    citation; pass the object to `simulate`, or `register_algorithm` it to use it by name.
+    Args:
+        name: its registry name (letters, digits, '-', '_').
+        step: step(state, A, log_ref, eta, tau, t, params) → state, with t the iteration (0, 1, …)
+            and params the resolved hyperparameters (a dict of floats).
+        citation: the paper and equation it implements.
+        converges_to: what the iterates converge to, in words (`gamesim algorithms` prints it).
+        init: init(log_pi0, A, log_ref, key) → state (key: the run's PRNG key, for sampled
+            feedback); default: the log-policy itself.
+        log_policy: log_policy(state) → (C, n); default: the state itself.
+        params: name → `Param`, its hyperparameters.
+        learning_rate: False for methods without η (fictitious play).
+        kl_bounded: whether η·τ ≤ 1 is required (the weight 1 − ητ on log π_t stays ≥ 0).
+        eta_below: an exclusive upper bound on η, if any (replicator dynamics: 2).
+        schedules: the step-size schedules it takes ("constant", "theorem").
+        target: the equilibrium `kl_to_eq` measures, "regularized" (π*_τ) or "original" (τ = 0).
+        uses_tau: False when τ only selects the game the metrics measure (the mutation library
+            skips its τ mutants then).
+        default_init: π_0 when `simulate` gets init=None ("reference", "uniform").
+        queries_per_step: preference queries one step makes (0 for exact methods; a `queries`
+            metric is recorded when > 0).
+        needs_tau: whether τ > 0 is required (a loss that divides by τ).
+
+    References:
+        Each built-in's `citation`; the engine's signature is documented in docs/own_method.md.
     """
 
     name: str
@@ -220,15 +315,23 @@ class Algorithm:
 
 
 def _omd(s, A, log_ref, eta, tau, t, p):
-    return u.omd_update(s, A, log_ref, eta, tau)
+    return _u().omd_update(s, A, log_ref, eta, tau)
+
+
+def _mmd(log_pi, A, log_magnet, eta, tau):
+    return _u().mmd_update(log_pi, A, log_magnet, eta, tau)
+
+
+def _omd_inner(log_pi, A, log_magnet, eta, tau):
+    return _u().omd_update(log_pi, A, log_magnet, eta, tau)
 
 
 def _hedge(s, A, log_ref, eta, tau, t, p):
-    return u.hedge_update(s, A, eta)
+    return _u().hedge_update(s, A, eta)
 
 
 def _nash_md(s, A, log_ref, eta, tau, t, p):
-    return u.nash_md_update(s, A, log_ref, eta, tau, p["mix_ratio"] * eta * tau)
+    return _u().nash_md_update(s, A, log_ref, eta, tau, p["mix_ratio"] * eta * tau)
 
 
 NUMBA_CHAINS = {_omd: "omd", _hedge: "hedge", _nash_md: "nash-md"}
@@ -254,11 +357,11 @@ def refreshing(inner):
     converges_to=…, **refreshing(inner))`. State (log π, log magnet, steps since the last reset)."""
 
     def init(log_pi0, A, log_ref, key):
-        return log_pi0, jnp.broadcast_to(log_ref, log_pi0.shape), jnp.zeros(log_pi0.shape[:-1], log_pi0.dtype)
+        return log_pi0, _jnp().broadcast_to(log_ref, log_pi0.shape), _jnp().zeros(log_pi0.shape[:-1], log_pi0.dtype)
 
     def step(s, A, log_ref, eta, tau, t, p):
         log_pi = inner(s[0], A, s[1], eta, tau)
-        return (log_pi, *u.refresh_magnet(log_pi, s[1], s[2], A, tau, p["refresh_every"], p["refresh_gap"]))
+        return (log_pi, *_u().refresh_magnet(log_pi, s[1], s[2], A, tau, p["refresh_every"], p["refresh_gap"]))
 
     return {"init": init, "step": step, "log_policy": _first,
             "params": {"refresh_every": Param(200, 1, 1e12, "iterations between magnet resets", integer=True),
@@ -274,21 +377,28 @@ def _apmd(s, A, log_ref, eta, tau, t, p):
     """APMD's step with its code's slingshot schedule (algorithms/apmd.py): σ = π_ref at t = 0, set to
     the pre-step iterate π_t at every t divisible by T_σ (t = 0 included), serving from step t + 1."""
     log_pi, log_slingshot, key = s
-    scores, key = u.noisy_scores(key, A, log_pi, p["noise"])
+    scores, key = _u().noisy_scores(key, A, log_pi, p["noise"])
     reset = t % p["refresh_every"] == 0
-    return u.apmd_update(log_pi, log_slingshot, scores, eta, tau), jnp.where(reset, log_pi, log_slingshot), key
+    return _u().apmd_update(log_pi, log_slingshot, scores, eta, tau), _jnp().where(reset, log_pi, log_slingshot), key
 
 
 def _mwu(s, A, log_ref, eta, tau, t, p):
     """MWU on the observed payoffs: APMD without perturbation (μ = 0), their MD baseline."""
-    scores, key = u.noisy_scores(s[1], A, s[0], p["noise"])
-    return u.apmd_update(s[0], s[0], scores, eta, 0.0), key
+    scores, key = _u().noisy_scores(s[1], A, s[0], p["noise"])
+    return _u().apmd_update(s[0], s[0], scores, eta, 0.0), key
 
 
 def _omwu(s, A, log_ref, eta, tau, t, p):
-    scores, key = u.noisy_scores(s[2], A, s[0], p["noise"])
-    log_pi_hat, log_pi = u.optimistic_mwu_update(s[1], scores, eta)
+    scores, key = _u().noisy_scores(s[2], A, s[0], p["noise"])
+    log_pi_hat, log_pi = _u().optimistic_mwu_update(s[1], scores, eta)
     return log_pi, log_pi_hat, key
+
+
+def _optimistic_init(log_pi0, A, log_ref, key):
+    """(log π_0, Aπ_0): the first optimistic step is a plain OMD step."""
+    from gamesim.core.metrics import matvec  # loads JAX, which reading the registry must not (CLI start-up)
+
+    return log_pi0, matvec(A, _jnp().exp(log_pi0))
 
 
 MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
@@ -307,55 +417,55 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("sppo", _hedge, "SPPO (Wu et al. 2024) eq. 4.1", "von Neumann winner, average iterate only",
               kl_bounded=False, target="original", uses_tau=False),
     Algorithm("optimistic-omd",
-              lambda s, A, r, eta, tau, t, p: u.optimistic_omd_update(s[0], s[1], A, r, eta, tau),
+              lambda s, A, r, eta, tau, t, p: _u().optimistic_omd_update(s[0], s[1], A, r, eta, tau),
               "optimistic MWU (Rakhlin & Sridharan 2013; Daskalakis & Panageas 2019), KL to π_ref",
               "π*_τ, last iterate; at τ = 0 the von Neumann winner, last iterate (unique or full-support NE)",
-              init=lambda lp, A, r, key: (lp, matvec(A, jnp.exp(lp))), log_policy=_first),
-    Algorithm("extragradient", lambda s, A, r, eta, tau, t, p: u.extragradient_update(s, A, r, eta, tau),
+              init=_optimistic_init, log_policy=_first),
+    Algorithm("extragradient", lambda s, A, r, eta, tau, t, p: _u().extragradient_update(s, A, r, eta, tau),
               "EGPO (Zhou et al. 2025), tabular form of its code", "π*_τ, last iterate, linearly"),
-    Algorithm("mmd", lambda s, A, r, eta, tau, t, p: u.mmd_update(s, A, r, eta, tau),
+    Algorithm("mmd", lambda s, A, r, eta, tau, t, p: _u().mmd_update(s, A, r, eta, tau),
               "MMD (Sokota et al. 2023) eq. 12, magnet π_ref, α = τ", "π*_τ, last iterate (rate 1/(1+ηα) for η ≤ α/L²)",
               kl_bounded=False),
     Algorithm("mpo", citation="MPO (Wang et al. 2024): MMD with magnet refresh",
               converges_to="von Neumann winner, last iterate", kl_bounded=False,
-              **refreshing(u.mmd_update)),
+              **refreshing(_mmd)),
     Algorithm("comal", citation="COMAL (Liu et al. 2024) Alg. 1 with INPO's update as inner solver",
-              converges_to="von Neumann winner, last iterate", **refreshing(u.omd_update)),
-    Algorithm("online-ipo", lambda s, A, r, eta, tau, t, p: u.ipo_md_update(s, A, r, eta, tau, 0.0),
+              converges_to="von Neumann winner, last iterate", **refreshing(_omd_inner)),
+    Algorithm("online-ipo", lambda s, A, r, eta, tau, t, p: _u().ipo_md_update(s, A, r, eta, tau, 0.0),
               "online IPO (Calandriello et al. 2024) eq. 11, exact expected gradient", "π*_τ (Prop. 4.1)",
               kl_bounded=False),
-    Algorithm("ipo-md", lambda s, A, r, eta, tau, t, p: u.ipo_md_update(s, A, r, eta, tau, p["beta"]),
+    Algorithm("ipo-md", lambda s, A, r, eta, tau, t, p: _u().ipo_md_update(s, A, r, eta, tau, p["beta"]),
               "IPO-MD (Calandriello et al. 2024) §5, exact expected gradient",
               "the point of eq. 13 (π*_τ only at β = 0)", kl_bounded=False, params={"beta": BETA}),
-    Algorithm("nash-md-pg", lambda s, A, r, eta, tau, t, p: u.nash_md_pg_update(s, A, r, eta, tau, p["beta"]),
+    Algorithm("nash-md-pg", lambda s, A, r, eta, tau, t, p: _u().nash_md_pg_update(s, A, r, eta, tau, p["beta"]),
               "Nash-MD-PG (Munos et al. 2023) §7, exact expected gradient",
               "the point of Calandriello eq. 13 (π*_τ only at β = 0)", kl_bounded=False, params={"beta": BETA}),
-    Algorithm("iterative-dpo", lambda s, A, r, eta, tau, t, p: u.iterative_dpo_update(s[0], s[1], A, eta),
+    Algorithm("iterative-dpo", lambda s, A, r, eta, tau, t, p: _u().iterative_dpo_update(s[0], s[1], A, eta),
               "iterative DPO (Rafailov et al. 2023; Xiong et al. 2024), population step",
               "a Condorcet winner if there is one; cycles on intransitive games", kl_bounded=False,
-              init=lambda lp, A, r, key: (lp, jnp.zeros_like(lp)), log_policy=_first, target="original",
+              init=lambda lp, A, r, key: (lp, _jnp().zeros_like(lp)), log_policy=_first, target="original",
               uses_tau=False),
     Algorithm("iterative-ipo", _hedge, "iterative IPO (Azar et al. 2023) with reference π_t: Hedge",
               "von Neumann winner, average iterate only", kl_bounded=False, target="original", uses_tau=False),
     Algorithm("dno", _hedge, "DNO (Rosset et al. 2024) Alg. 1 / SPO (Swamy et al. 2024), idealized",
               "von Neumann winner, average iterate (its output)", kl_bounded=False, target="original",
               uses_tau=False, default_init="uniform"),
-    Algorithm("fictitious-play", lambda s, A, r, eta, tau, t, p: u.fictitious_play_update(s, A, r, tau, t),
+    Algorithm("fictitious-play", lambda s, A, r, eta, tau, t, p: _u().fictitious_play_update(s, A, r, tau, t),
               "fictitious play (Brown 1951; Robinson 1951); smooth when τ > 0",
               "von Neumann winner (τ = 0) or π*_τ, the iterate being the empirical average",
               learning_rate=False, kl_bounded=False),
-    Algorithm("replicator", lambda s, A, r, eta, tau, t, p: u.replicator_update(s, A, eta),
+    Algorithm("replicator", lambda s, A, r, eta, tau, t, p: _u().replicator_update(s, A, eta),
               "discrete replicator dynamics (Taylor & Jonker 1978)", "von Neumann winner, average iterate",
               kl_bounded=False, eta_below=2.0, target="original", uses_tau=False),
     Algorithm("mmd-moving-magnet",
-              lambda s, A, r, eta, tau, t, p: u.mmd_moving_magnet_update(s[0], s[1], A, eta, tau, p["magnet_lr"]),
+              lambda s, A, r, eta, tau, t, p: _u().mmd_moving_magnet_update(s[0], s[1], A, eta, tau, p["magnet_lr"]),
               "MMD (Sokota et al. 2023) eq. 12, α = τ, magnet moved as in App. H.5: ρ_{t+1} ∝ ρ_t^{1−η̃} π_{t+1}^{η̃}",
-              "von Neumann winner, last iterate (empirically)", init=lambda lp, A, r, key: (lp, jnp.broadcast_to(r, lp.shape)),
+              "von Neumann winner, last iterate (empirically)", init=lambda lp, A, r, key: (lp, _jnp().broadcast_to(r, lp.shape)),
               log_policy=_first, kl_bounded=False, target="original",
               params={"magnet_lr": Param(0.05, 0.0, 1.0, "η̃: weight of π_{t+1} in the magnet's geometric step")}),
     Algorithm("apmd", _apmd, "APMD (Abe et al. 2024), G = KL, as its code runs it; η = 2η_APMD, τ = μ/2",
               "von Neumann winner, last iterate; with noisy feedback a neighbourhood of it, smaller for smaller η",
-              init=lambda lp, A, r, key: (lp, jnp.broadcast_to(r, lp.shape), key), log_policy=_first, target="original",
+              init=lambda lp, A, r, key: (lp, _jnp().broadcast_to(r, lp.shape), key), log_policy=_first, target="original",
               params={"refresh_every": Param(100, 1, 1e12, "T_σ: iterations between slingshot resets", integer=True),
                       "noise": NOISE}),
     Algorithm("mwu", _mwu, "MWU, Abe et al.'s (2024) baseline (their MD, entropy), on observed payoffs",
@@ -372,9 +482,25 @@ BUILTIN = frozenset(ALGORITHMS)
 
 
 def register_algorithm(alg: Algorithm) -> Algorithm:
-    """Make `alg` available by name (simulate, studies, the CLI, claims). A name is taken once; the
-    built-in names cannot be replaced (to run your code in a built-in's place in its claims, use
-    `verify(algorithms={"inpo": alg})` or `gamesim verify --substitute inpo=NAME`)."""
+    """Make `alg` available by name: `simulate`, studies, claims and the command line, whose
+    `gamesim run` then takes each of its new `Param`s as a flag and each study its keys.
+
+    A name is taken once; the built-in names cannot be replaced (to run your code in a built-in's
+    place in its claims, use `verify(algorithms={"inpo": alg})` or `gamesim verify --substitute
+    inpo=NAME`).
+
+    Args:
+        alg: the `Algorithm`; registering the same object twice is harmless.
+
+    Returns:
+        `alg`, so that it can be used as `ALG = register_algorithm(Algorithm(...))`.
+
+    Raises:
+        GamesimError: `alg` is no Algorithm, its name is not a plain name, or the name is taken.
+
+    References:
+        docs/own_method.md (a worked example).
+    """
     if not isinstance(alg, Algorithm):
         raise GamesimError(f"register_algorithm takes a gamesim.dynamics.algorithms.Algorithm, not {type(alg).__name__}")
     if not (isinstance(alg.name, str) and alg.name and alg.name.replace("-", "").replace("_", "").isalnum()):
@@ -387,7 +513,20 @@ def register_algorithm(alg: Algorithm) -> Algorithm:
 
 
 def get_algorithm(name) -> Algorithm:
-    """The algorithm called `name` (or `name` itself if it is an Algorithm)."""
+    """The registered algorithm called `name`.
+
+    Args:
+        name: a registry name, or an `Algorithm` (returned as is).
+
+    Returns:
+        The `Algorithm`.
+
+    Raises:
+        GamesimError: no algorithm has that name (the message suggests the closest one).
+
+    References:
+        `gamesim algorithms` lists the registry with each algorithm's paper and equation.
+    """
     if isinstance(name, Algorithm):
         return name
     if name not in ALGORITHMS:

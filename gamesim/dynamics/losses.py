@@ -10,13 +10,17 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from gamesim.dynamics.updates import geometric_logits
+
 
 def inpo_h(log_pi, log_pi_t, log_ref, eta, tau, y, y2):
     r"""INPO §3.2's h_t(π, y, y') in learning-rate form (the paper's τ/η_INPO is ητ here):
 
-        h_t = log π(y)/π(y') − ητ log π_ref(y)/π_ref(y') − (1 − ητ) log π_t(y)/π_t(y').
+        h_t = log π(y)/π(y') − ητ log π_ref(y)/π_ref(y') − (1 − ητ) log π_t(y)/π_t(y'),
+
+    the difference at y and y' of log π − c, c = (1 − ητ) log π_t + ητ log π_ref (`updates.geometric_logits`).
     """
-    d = log_pi - inpo_anchor(log_pi_t, log_ref, eta, tau)
+    d = log_pi - geometric_logits(log_pi_t, log_ref, eta * tau)
     return d[y] - d[y2]
 
 
@@ -34,11 +38,6 @@ def pair_regression_loss(theta, anchor, first, second, target, weights=None):
     return _mean((d[first] - d[second] - target) ** 2, weights)
 
 
-def inpo_anchor(log_pi_t, log_ref, eta, tau):
-    """(1 − ητ) log π_t + ητ log π_ref: h_t(π, y, y') is the difference of log π − this at y and y'."""
-    return (1 - eta * tau) * log_pi_t + eta * tau * log_ref
-
-
 def inpo_loss(log_pi, log_pi_t, log_ref, eta, tau, winners, losers, weights=None, labels=None):
     r"""INPO eq. 8 on preference data (y_w, y_l): mean of (h_t(π, y_w, y_l) − η/2)².
 
@@ -48,7 +47,8 @@ def inpo_loss(log_pi, log_pi_t, log_ref, eta, tau, winners, losers, weights=None
     π, the population version (`inpo_population_loss`) gives the OMD step (INPO Lemma 5, Prop. 6).
     """
     target = eta / 2 if labels is None else eta * (labels - 0.5)
-    return pair_regression_loss(log_pi, inpo_anchor(log_pi_t, log_ref, eta, tau), winners, losers, target, weights)
+    anchor = geometric_logits(log_pi_t, log_ref, eta * tau)
+    return pair_regression_loss(log_pi, anchor, winners, losers, target, weights)
 
 
 def _all_pairs(n):

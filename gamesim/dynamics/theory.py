@@ -6,7 +6,13 @@ Every bound is written with η the learning rate; where a paper uses the inverse
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+import scipy.linalg
+from jax.flatten_util import ravel_pytree
+from scipy.special import log_softmax
+
+from gamesim.core.equilibria import solve
 
 
 def inpo_regret_bound(t_plays, eta, tau, D, B):
@@ -125,10 +131,6 @@ def mixture_limit(game, tau: float, beta: float) -> np.ndarray:
     π' is the regularized equilibrium at temperature τ/(1 − β), so π = softmax(log π_ref + Aπ*_{τ/(1−β)}/τ).
     Constant-step Nash-MD converges to the same point with β = ητ (gamesim's derivation: its
     fixed point satisfies log π = (1 − ητ) log π + ητ log π_ref + ηAπ^μ − c, i.e. eq. 13)."""
-    from scipy.special import log_softmax
-
-    from gamesim.core.equilibria import solve
-
     if not 0 <= beta < 1:
         raise ValueError(f"the mixture weight β must be in [0, 1), got {beta}")
     mix = game.stack_policy(solve(game, tau / (1 - beta)).policy)
@@ -145,10 +147,6 @@ def local_rate(step, state, A, log_ref, eta, tau, params=None):
     Directions that leave the normalized log-policies (adding a constant to log π) are mapped to
     eigenvalue 0, so they never set ρ.
     """
-    import jax
-    import scipy.linalg
-    from jax.flatten_util import ravel_pytree
-
     with jax.enable_x64(True):
         flat, unravel = ravel_pytree(jax.tree_util.tree_map(jax.numpy.asarray, state))
         A, log_ref = jax.numpy.asarray(A), jax.numpy.asarray(log_ref)

@@ -13,14 +13,34 @@ import jax
 import jax.numpy as jnp
 from jax.nn import log_softmax
 
-from gamesim.core.metrics import matvec
+from gamesim.core.metrics import duality_gaps, matvec
+
+
+def geometric_logits(log_pi, log_ref, weight):
+    r"""(1 − w) log π + w log π_ref: the logits of the geometric mixture π^{1−w} π_ref^w.
+
+    The one home of this formula. At w = ητ it is the KL part of the mirror step, log π_t's target
+    with no preference signal: INPO's anchor (§3.2's h_t = log π − this, eq. 8), the anchor of the
+    sampled pair regressions (`gamesim.bandit.sampled`) and of the transformer mode. At w = β,
+    normalized (`geometric_mixture`), it is the opponent of Nash-MD (eq. 3), IPO-MD and
+    Nash-MD-PG, and the token-wise mixture of the transformer mode. Plain arithmetic.
+    """
+    return (1 - weight) * log_pi + weight * log_ref
+
+
+def geometric_mixture(log_pi, log_ref, weight):
+    """log of π^{1−w} π_ref^w / Z, the normalized `geometric_logits` (over the last axis)."""
+    return log_softmax(geometric_logits(log_pi, log_ref, weight), axis=-1)
 
 
 def mirror_logits(log_pi, log_ref, scores, eta, tau):
-    """(1 − ητ) log π + ητ log π_ref + η·scores, the logits of the KL-regularized mirror step.
+    """(1 − ητ) log π + ητ log π_ref + η·scores, the logits of the KL-regularized mirror step:
+    `geometric_logits` at w = ητ plus η·scores (tests/test_algorithms.py holds the two equal bit
+    for bit).
 
-    Plain arithmetic, valid for arrays and for scalars: the numba engine (`numba_engine`)
-    compiles this same function and applies it entry by entry, so the formula has one definition.
+    Written out rather than calling `geometric_logits` because the numba engine (`numba_backend`)
+    compiles this same function and applies it entry by entry, and numba cannot call a Python
+    function; so the JAX and numba paths share one definition of the step.
     """
     return (1 - eta * tau) * log_pi + eta * tau * log_ref + eta * scores
 
@@ -28,11 +48,6 @@ def mirror_logits(log_pi, log_ref, scores, eta, tau):
 def _mirror(log_pi, log_ref, eta, tau, scores):
     """log softmax(mirror_logits(…)): the KL-regularized mirror step."""
     return log_softmax(mirror_logits(log_pi, log_ref, scores, eta, tau), axis=-1)
-
-
-def _geometric_mixture(log_pi, log_ref, beta):
-    """log of π^{1−β} π_ref^β / Z."""
-    return log_softmax((1 - beta) * log_pi + beta * log_ref, axis=-1)
 
 
 def omd_update(log_pi, A, log_ref, eta, tau):
@@ -61,7 +76,7 @@ def nash_md_update(log_pi, A, log_ref, eta, tau, mix):
     which is eq. 4 at the paper's ω = ητ (the second form, used here, then adds an exact zero).
     EGPO's code mixes with ω = ητ/2 (`egpo_settings`).
     """
-    log_mix = _geometric_mixture(log_pi, log_ref, mix)
+    log_mix = geometric_mixture(log_pi, log_ref, mix)
     return _mirror(log_mix + (eta * tau - mix) * (log_ref - log_pi), log_ref, eta, 0.0, matvec(A, jnp.exp(log_mix)))
 
 
@@ -119,8 +134,6 @@ def refresh_magnet(log_pi, log_magnet, since, A, tau, every, gap_threshold):
     so a gap trigger then resets every step, which is Hedge (log π_{t+1} = log π_t + ηAπ_t) and
     drifts: the threshold bounds the accuracy reached.
     """
-    from gamesim.core.metrics import duality_gaps
-
     since = since + 1
     inner_gap = duality_gaps(A, log_magnet, log_pi, tau)
     reset = (since >= every) | ((gap_threshold > 0) & (inner_gap <= gap_threshold))
@@ -150,7 +163,7 @@ def ipo_md_update(log_pi, A, log_ref, eta, tau, beta):
     responses from π_ref, which is offline IPO (eq. 10) with μ = π_ref, whose optimum is
     π ∝ π_ref exp(P(y ≻ π_ref)/τ). Valid for η > 0.
     """
-    log_opponent = _geometric_mixture(log_pi, log_ref, beta)
+    log_opponent = geometric_mixture(log_pi, log_ref, beta)
     opponent = jnp.exp(log_opponent)
     return log_softmax(log_pi + eta * self_play_gradient(log_pi, A, log_ref, tau, log_opponent, opponent), axis=-1)
 
@@ -163,7 +176,7 @@ def nash_md_pg_update(log_pi, A, log_ref, eta, tau, beta):
     β = 0 is self-play, β = 1 the best response to π_ref. Its stationary points are those of
     IPO-MD (eq. 13 of Calandriello et al. 2024). Valid for η > 0.
     """
-    log_opponent = _geometric_mixture(log_pi, log_ref, beta)
+    log_opponent = geometric_mixture(log_pi, log_ref, beta)
     return log_softmax(log_pi + eta * self_play_gradient(log_pi, A, log_ref, tau, log_opponent, jnp.exp(log_pi)),
                        axis=-1)
 
@@ -245,7 +258,7 @@ def mmd_moving_magnet_update(log_pi, log_magnet, A, eta, alpha, magnet_rate):
     paper. Returns (log π_{t+1}, log ρ_{t+1}). Valid for η > 0, α ≥ 0, 0 ≤ η̃ ≤ 1.
     """
     log_pi = mmd_update(log_pi, A, log_magnet, eta, alpha)
-    return log_pi, _geometric_mixture(log_magnet, log_pi, magnet_rate)
+    return log_pi, geometric_mixture(log_magnet, log_pi, magnet_rate)
 
 
 def noisy_scores(key_data, A, log_pi, noise):

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from gamesim.bandit.recipes import OPTIONS
 from gamesim.bandit.sampled import sampled_algorithm
 from gamesim.core import VERSION
 from gamesim.core.equilibria import check_tau, solve
@@ -73,8 +74,8 @@ class Trajectory:
         return {k: (float(v[-1]) if v.ndim == 1 else v[:, -1]) for k, v in self.metrics.items()}
 
 
-SAMPLING_OPTIONS = ("pairs", "recipe", "samples", "fit", "steps", "batch", "oracle")
-"""Keywords of `simulate` that set up feedback="sampled" (see `bandit.sampled_algorithm`)."""
+SAMPLING_OPTIONS = tuple(OPTIONS)
+"""Keywords of `simulate` that set up feedback="sampled" (`bandit.recipes.OPTIONS`, `bandit.sampled_algorithm`)."""
 
 
 def simulate(game, algorithm, *, eta=None, tau=0.0, iterations: int, seed: int = 0, init=None,

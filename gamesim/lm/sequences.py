@@ -49,7 +49,7 @@ class SequenceGame:
 
     def dense(self) -> PreferenceGame:
         """The PreferenceGame over all V^L responses (uniform π_ref; set it with with_reference)."""
-        from gamesim.lm.transformer import ModelConfig, index_to_tokens
+        from gamesim.lm.transformer import ModelConfig, index_to_tokens  # loads JAX: `import gamesim` imports this module
 
         n = self.num_responses
         if n > DENSE_LIMIT:
@@ -137,7 +137,7 @@ def sequence_game(model: str = "tiny", oracle: str = "features", rank: int = 4, 
 
 @functools.cache
 def _sequence_game(model: str, oracle: str, init_seed: int) -> PreferenceGame:
-    from gamesim.lm.transformer import CONFIGS, initial_policy
+    from gamesim.lm.transformer import CONFIGS, initial_policy  # loads JAX (as in `dense`)
 
     if model not in CONFIGS:
         raise GamesimError(f"sequence game: model is one of {', '.join(CONFIGS)}, not {model!r}")
@@ -156,11 +156,11 @@ def oracle_spec(oracle: str, rank: int = 4, scale: float = 2.0, seed: int = 0) -
 
 def load_oracle(spec: str, vocab: int, length: int) -> SequenceGame:
     """`features[:rank=4,scale=2.0,seed=0]`, `bt[:scale=2.0,seed=0]`, or `lift:GAME` (a tabular spec)."""
-    name, _, args = spec.partition(":")
-    if name == "lift":
+    kind, _, args = spec.partition(":")
+    if kind == "lift":
         return lifted(args, vocab, length)
-    if name not in ORACLES:
-        raise GamesimError(f"unknown sequence oracle {name!r}; use features, bt or lift:GAME (e.g. lift:random:n=1024)")
+    if kind not in ORACLES:
+        raise GamesimError(f"unknown sequence oracle {kind!r}; use features, bt or lift:GAME (e.g. lift:random:n=1024)")
     kwargs = {}
     for item in filter(None, args.split(",")):
         key, _, value = item.partition("=")
@@ -169,7 +169,7 @@ def load_oracle(spec: str, vocab: int, length: int) -> SequenceGame:
         except ValueError:
             raise GamesimError(f"oracle spec {spec!r}: {item!r} is not KEY=NUMBER") from None
     try:
-        return ORACLES[name](vocab, length, **kwargs)
+        return ORACLES[kind](vocab, length, **kwargs)
     except TypeError as exc:
         raise GamesimError(f"oracle spec {spec!r}: {exc}") from None
 

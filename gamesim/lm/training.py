@@ -5,8 +5,8 @@ Each iteration t (the papers' practical loop, with π_t and π_ref frozen):
 1. sample N pairs (y, y') per iteration from π_t (Nash-MD: from the token-wise geometric mixture
    π_t^{1−ητ} π_ref^{ητ}, NLHF §7), prompts c uniform over the contexts;
 2. ask the sequence-level oracle (`sequences`) for Bernoulli answers ℓ ~ P(y ≻ y');
-3. take `steps` optax (Adam) steps on the algorithm's loss over that batch, written with the same
-   functions as the tabular bandit mode (`losses`), the batch's 2N sequences playing the table:
+3. take `steps` optax (Adam) steps on the algorithm's loss over that batch, its `recipes.Recipe`'s
+   loss and anchor as in the tabular bandit mode (`losses`), the batch's 2N sequences playing the table:
 
    | algorithm | loss on the batch (h = log π_θ − anchor) | anchor | target |
    |---|---|---|---|
@@ -39,14 +39,20 @@ import time
 import tomllib
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
+from gamesim.bandit.recipes import RECIPES, TRANSFORMER_ALGORITHMS
 from gamesim.core.errors import GamesimError
 from gamesim.core.names import check_keys, did_you_mean
+from gamesim.dynamics import losses
+from gamesim.dynamics.algorithms import get_algorithm
+from gamesim.dynamics.updates import geometric_logits
 from gamesim.lm import transformer
 from gamesim.lm.transformer import CONFIGS, ModelConfig
 
-LM_ALGORITHMS = ("inpo", "nash-md", "online-ipo", "sppo", "iterative-dpo")
+LM_ALGORITHMS = TRANSFORMER_ALGORITHMS
+"""The algorithms transformer mode runs: those whose `recipes.Recipe` has a loss of its own."""
 METRIC_MODES = ("auto", "exact", "sampled")
 """auto: exact when V^L ≤ sequences.DENSE_LIMIT, else sampled (see `sampled_metrics`)."""
 Z95 = 1.959963984540054
@@ -85,10 +91,10 @@ class LMSettings:
             raise GamesimError(f"record_every = {self.record_every} must divide iterations = {self.iterations}")
         if not self.eta > 0 or not self.lr > 0 or not self.temperature > 0:
             raise GamesimError("eta, lr and temperature must be > 0")
-        if not self.tau >= 0 or (self.algorithm == "online-ipo" and not self.tau > 0):
-            raise GamesimError(f"tau must be ≥ 0 ({self.algorithm} needs tau > 0)" if self.algorithm == "online-ipo"
-                               else "tau must be ≥ 0")
-        if self.algorithm in ("inpo", "nash-md") and self.eta * self.tau > 1:
+        needs_tau = RECIPES[self.algorithm].needs_tau
+        if not self.tau >= 0 or (needs_tau and not self.tau > 0):
+            raise GamesimError(f"tau must be ≥ 0 ({self.algorithm} needs tau > 0)" if needs_tau else "tau must be ≥ 0")
+        if get_algorithm(self.algorithm).kl_bounded and self.eta * self.tau > 1:
             raise GamesimError(f"{self.algorithm} needs eta·tau ≤ 1, got {self.eta * self.tau:g}; use eta ≤ {1 / self.tau:g}")
 
 
@@ -110,20 +116,33 @@ def load_model_config(name: str) -> ModelConfig:
 
 
 # --- one iteration --------------------------------------------------------------------------------
-def _batch_loss(params, model, s: LMSettings, contexts, seqs, labels, log_t, anchor):
-    from gamesim.dynamics import losses
+LOSSES = {
+    "pair-regression": lambda theta, first, second, labels, anchor, scale: losses.pair_regression_loss(
+        theta, anchor, first, second, scale * (labels - 0.5)),
+    "sppo": lambda theta, first, second, labels, anchor, scale: losses.sppo_loss(  # P̂ = the one answer
+        theta, anchor, scale, np.concatenate([first, second]), jnp.concatenate([labels, 1 - labels])),
+    "dpo": lambda theta, first, second, labels, anchor, scale: losses.dpo_loss(
+        theta, anchor, scale, first, second, labels),
+}
+"""`recipes.Recipe.loss` → its loss on the batch's sequence log-probabilities θ (pairs (k, N + k))."""
 
+
+def _batch_loss(params, model, s: LMSettings, contexts, seqs, labels, anchor):
+    recipe = RECIPES[s.algorithm]
     theta = transformer.log_prob(params, model, contexts, seqs)
     N = labels.shape[0]
     first, second = np.arange(N), np.arange(N, 2 * N)
-    if s.algorithm == "iterative-dpo":
-        return losses.dpo_loss(theta, log_t, s.eta, first, second, labels)
-    if s.algorithm == "sppo":
-        import jax.numpy as jnp
+    return LOSSES[recipe.loss](theta, first, second, labels, anchor, recipe.target_scale(s.eta, s.tau))
 
-        return losses.sppo_loss(theta, log_t, s.eta, np.arange(2 * N), jnp.concatenate([labels, 1 - labels]))
-    scale = 1 / s.tau if s.algorithm == "online-ipo" else s.eta
-    return losses.pair_regression_loss(theta, anchor, first, second, scale * (labels - 0.5))
+
+def _anchor(kind: str, frozen, ref, model: ModelConfig, beta, contexts, seqs, log_t):
+    """The anchor c of `recipes.Recipe.anchor` on the batch's sequences, log π_t = log_t."""
+    if kind == "mixture":
+        return transformer.mixture_log_prob(frozen, ref, model, beta, contexts, seqs)
+    if kind == "policy":
+        return log_t
+    log_ref = transformer.log_prob(ref, model, contexts, seqs)
+    return log_ref if kind == "reference" else geometric_logits(log_t, log_ref, beta)
 
 
 def _iteration(model: ModelConfig, s: LMSettings, devices: int = 1):
@@ -164,12 +183,13 @@ def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
 
     optimizer = optax.adam(s.lr)
     beta = s.eta * s.tau
+    recipe = RECIPES[s.algorithm]
     batch, _ = data_sharding(devices)
 
     def step(params, opt_state, ref, oracle, key):
         k_ctx, k1, k2, k_label = jax.random.split(key, 4)
         contexts = _shard(jax.random.randint(k_ctx, (s.pairs,), 0, model.contexts), batch)
-        mix = (ref, beta) if s.algorithm == "nash-md" else None
+        mix = (ref, beta) if recipe.sampler == "mixture" else None
         y1 = _shard(transformer.sample(params, model, k1, contexts, s.temperature, mix=mix), batch)
         y2 = _shard(transformer.sample(params, model, k2, contexts, s.temperature, mix=mix), batch)
         p = preference(oracle, model.vocab, model.length, y1, y2, jnp)
@@ -177,16 +197,11 @@ def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
         seqs, ctx2 = jnp.concatenate([y1, y2]), jnp.concatenate([contexts, contexts])
         frozen = jax.lax.stop_gradient(params)
         log_t = transformer.log_prob(frozen, model, ctx2, seqs)
-        if s.algorithm == "nash-md":
-            anchor = transformer.mixture_log_prob(frozen, ref, model, beta, ctx2, seqs)
-        elif s.algorithm == "online-ipo":
-            anchor = transformer.log_prob(ref, model, ctx2, seqs)
-        else:
-            anchor = (1 - beta) * log_t + beta * transformer.log_prob(ref, model, ctx2, seqs)
+        anchor = _anchor(recipe.anchor, frozen, ref, model, beta, ctx2, seqs, log_t)
 
         def one(carry, _):
             theta, state = carry
-            loss, grad = jax.value_and_grad(_batch_loss)(theta, model, s, ctx2, seqs, labels, log_t, anchor)
+            loss, grad = jax.value_and_grad(_batch_loss)(theta, model, s, ctx2, seqs, labels, anchor)
             updates, state = optimizer.update(grad, state, theta)
             return (optax.apply_updates(theta, updates), state), loss
 

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gamesim.core.errors import GamesimError
+from gamesim.dynamics.updates import geometric_mixture
 
 MAX_ENUMERABLE = 65536
 """Largest V^L for which `enumerate_log_probs` tabulates every response."""
@@ -198,8 +199,7 @@ def _next_log_probs(params, config: ModelConfig, inputs, mix):
         return logp
     other, beta = mix
     other_logp = jax.nn.log_softmax(apply(other, config, inputs), axis=-1)
-    beta = jnp.asarray(beta, logp.dtype)
-    return jax.nn.log_softmax((1 - beta) * logp + beta * other_logp, axis=-1)
+    return geometric_mixture(logp, other_logp, jnp.asarray(beta, logp.dtype))
 
 
 def _token_log_probs(params, config, contexts, responses, mix):

@@ -14,8 +14,9 @@ is INPO Theorem 3's step √D/√T for each run's T. `records = R` records R + 1
 recorded policies. `skip_invalid = true` leaves runs outside an algorithm's valid range
 (e.g. ητ > 1) as NaN and lists them in the provenance instead of stopping. A `[quick]` table
 overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`. `mode = "lm"`
-runs the group in transformer mode (`lm.run`, keys LM_KEYS, games `sequence:…`): the same game
-as a tabular group on that spec, with the language model in place of the table. `mode = "mlp"`
+runs the group in transformer mode (`lm.run`, keys LM_KEYS, games `sequence:…`, algorithms
+`recipes.TRANSFORMER_ALGORITHMS`): the same game as a tabular group on that spec, with the
+language model in place of the table. `mode = "mlp"`
 runs EGPO's neural-policy study (`mlp.run`, keys MLP_KEYS, algorithms `algorithms.EGPO_METHODS`,
 tau its β): each seed one network shared by the group's games, one run per game.
 
@@ -44,9 +45,19 @@ from pathlib import Path
 
 import numpy as np
 
+from gamesim.bandit.recipes import OPTIONS, PARAMS, TRANSFORMER_ALGORITHMS
+from gamesim.core import VERSION as __version__
 from gamesim.core.errors import GamesimError
 from gamesim.core.files import atomic_open
+from gamesim.core.games import load_game, parse_spec
+from gamesim.core.guards import Estimate, check_iterations, confirm, run_estimate, study_estimate
+from gamesim.core.metrics import METRICS, SAMPLED_METRICS
 from gamesim.core.names import check_keys, check_name
+from gamesim.dynamics.algorithms import ALGORITHMS, EGPO_METHODS, get_algorithm
+from gamesim.engine.results import versions
+from gamesim.lm.sequences import oracle_spec
+from gamesim.studies.plots import check_panel, draw
+from gamesim.studies.plugins import fingerprint, load_plugin
 
 AXIS_KEYS = ("games", "algorithms", "eta", "tau", "iterations", "seeds")
 RUN_KEYS = AXIS_KEYS + ("record_every", "records", "init", "schedule", "feedback", "dtype", "metrics",
@@ -58,17 +69,15 @@ MLP_PARAMS = ("hidden", "depth")
 MLP_KEYS = ("games", "algorithms", "tau", "iterations", "seeds", "record_every", "records", "metrics", "skip_invalid",
             "mode", "lr") + MLP_PARAMS
 """The keys of a `mode = "mlp"` group (EGPO's neural policy, `mlp.run`): tau is EGPO's β."""
-SAMPLED_PARAMS = ("lr", "flip", "position_bias")
 SPEC_KEYS = ("title", "caption", "layout", "panel_size", "defaults", "group", "panel", "quick", "plugins")
-AXIS_NAMES = {"games": "game", "algorithms": "algorithm", "seeds": "seed"}
 
 
 def _hyperparameter_keys() -> tuple:
-    from gamesim.dynamics.algorithms import ALGORITHMS
-    from gamesim.engine.simulation import SAMPLING_OPTIONS
-
+    """The keys a group takes besides RUN_KEYS: every registered algorithm's hyperparameters (read
+    now, so that a plugin's are included), the sampled feedback's options and hyperparameters
+    (`recipes.OPTIONS`, `recipes.PARAMS`) and the MLP's."""
     names = {k for a in ALGORITHMS.values() for k in a.params}
-    return tuple(sorted(names)) + SAMPLING_OPTIONS + SAMPLED_PARAMS + MLP_PARAMS
+    return tuple(sorted(names)) + tuple(OPTIONS) + tuple(PARAMS) + MLP_PARAMS
 
 
 # --- the spec ----------------------------------------------------------------------------------------
@@ -104,20 +113,28 @@ class Study:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+PACKAGE = Path(__file__).resolve().parents[1]
+UNFINGERPRINTED = ("studies/plots.py", "cli.py")
+"""Sources that cannot change a result (the drawing and the command line), left out of the fingerprint."""
+
+
+def fingerprinted_sources() -> list[Path]:
+    """gamesim's Python sources whose edit recomputes a cached cell: every layer's, less UNFINGERPRINTED."""
+    return [path for path in sorted(PACKAGE.rglob("*.py"))
+            if path.relative_to(PACKAGE).as_posix() not in UNFINGERPRINTED]
+
+
 @functools.cache
 def _source_fingerprint() -> str:
     digest = hashlib.sha1()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        if path.name not in ("plots.py", "cli.py"):
-            digest.update(path.name.encode() + path.read_bytes())
+    for path in fingerprinted_sources():
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
 def code_fingerprint() -> str:
     """A hash of gamesim's source (less the drawing and the command line, which do not change
     results) and of every plugin loaded: a cached cell or study is reused only by the code that made it."""
-    from gamesim.studies.plugins import fingerprint
-
     plugins = fingerprint()
     if not plugins:
         return _source_fingerprint()
@@ -167,8 +184,6 @@ def load_spec(path, quick: bool = False, allow_plugins: bool = False) -> Study:
         groups[name] = _group(name, merged, f"{where} group {name!r}")
         resolved_groups.append({"name": name, **merged})
     panels = raw["panel"]
-    from gamesim.studies.plots import check_panel
-
     for i, panel in enumerate(panels):
         check_panel(panel, groups, f"{where} panel {i + 1}")
     spec = {k: v for k, v in raw.items() if k not in ("quick", "defaults", "group")} | {"group": resolved_groups}
@@ -182,17 +197,11 @@ def _load_plugins(plugins, spec_path: Path, allowed: bool) -> None:
     if plugins and not allowed:
         raise GamesimError(f"{spec_path.name} lists plugins ({', '.join(plugins)}), which run Python code; "
                            "pass --allow-plugins to run them (or load them yourself with --plugin FILE)")
-    from gamesim.studies.plugins import load_plugin
-
     for plugin in plugins:
         load_plugin(spec_path.parent / plugin)
 
 
 def _group(name: str, table: dict, where: str) -> Group:
-    from gamesim.dynamics.algorithms import ALGORITHMS
-    from gamesim.core.games import load_game
-    from gamesim.core.metrics import METRICS, SAMPLED_METRICS
-
     for key in ("games", "algorithms", "iterations"):
         if key not in table:
             raise GamesimError(f"{where} lacks {key!r}")
@@ -215,8 +224,7 @@ def _group(name: str, table: dict, where: str) -> Group:
                            f"(EGPO's neural policy), not {table['mode']!r}")
     valid_algorithms = ALGORITHMS
     if table.get("mode") == "mlp":
-        from gamesim.dynamics.algorithms import EGPO_METHODS
-        from gamesim.lm.mlp import METRICS as MLP_METRICS, check_games
+        from gamesim.lm.mlp import METRICS as MLP_METRICS, check_games  # loads optax: only for an MLP group
 
         check_keys(table, MLP_KEYS, f"key in {where} (a mode = 'mlp' group)")
         for key in ("lr", "tau"):
@@ -230,9 +238,6 @@ def _group(name: str, table: dict, where: str) -> Group:
         valid_algorithms = EGPO_METHODS
     lm_mode = table.get("mode") == "lm"
     if lm_mode:
-        from gamesim.core.games import parse_spec
-        from gamesim.lm.training import LM_ALGORITHMS
-
         check_keys(table, LM_KEYS, f"key in {where} (a mode = 'lm' group)")
         if policies:
             raise GamesimError(f"{where}: policies = true needs tabular policies; a mode = 'lm' group has none")
@@ -242,7 +247,7 @@ def _group(name: str, table: dict, where: str) -> Group:
                 raise GamesimError(f"{where}: a mode = 'lm' group plays sequence games "
                                    f"(e.g. 'sequence:model=tiny,oracle=bt'), without ref_seed; not {spec!r}")
     for alg in table["algorithms"]:
-        check_keys([alg], list(LM_ALGORITHMS if lm_mode else valid_algorithms), f"algorithm in {where}")
+        check_keys([alg], list(TRANSFORMER_ALGORITHMS if lm_mode else valid_algorithms), f"algorithm in {where}")
     check_keys(per_algorithm, table["algorithms"], f"per_algorithm entry in {where} (not in its algorithms)")
     for alg, over in per_algorithm.items():
         check_keys(over, RUN_KEYS + _hyperparameter_keys(), f"key in {where} per_algorithm.{alg}")
@@ -257,8 +262,6 @@ def _group(name: str, table: dict, where: str) -> Group:
         check_keys(metrics, valid_metrics, f"metric in {where}")
     if "record_every" in table and "records" in table:
         raise GamesimError(f"{where}: give records or record_every, not both")
-    from gamesim.core.guards import check_iterations
-
     for key in ("iterations", "records", "record_every"):
         for value in (table[key] if isinstance(table.get(key), list) else [table.get(key, 1)]):
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= (0 if key == "iterations" else 1)):
@@ -302,8 +305,6 @@ class Cell:
 
 def cells(group: Group) -> list[Cell]:
     """The group's cells: one per point of the non-game, non-seed axes and per shape of game."""
-    from gamesim.core.games import load_game
-
     games = [load_game(g) for g in group.axes["game"]]
     shapes: dict = {}
     for i, g in enumerate(games):
@@ -323,11 +324,8 @@ def cells(group: Group) -> list[Cell]:
 
 def _simulate_cell(cell: Cell, group: Group):
     """simulate_batch over (games × seeds) of the cell; returns the Trajectory (batch G·S)."""
+    from gamesim.dynamics import theory  # computing only: `study plot` reads a spec without the engine or SciPy
     from gamesim.engine import simulation as engine
-    from gamesim.dynamics import theory
-    from gamesim.dynamics.algorithms import get_algorithm
-    from gamesim.core.games import load_game
-
     c = dict(cell.config)
     mode = c.pop("mode", "tabular")
     if mode == "lm":
@@ -360,10 +358,8 @@ def _simulate_cell(cell: Cell, group: Group):
 
 def _lm_cell(c: dict):
     """A mode = "lm" cell: one `lm.run` per (sequence game, seed), stacked like a batch Trajectory."""
+    from gamesim.engine.simulation import Trajectory  # computing only, and the transformer mode loads optax
     from gamesim.lm import training as lm
-    from gamesim.engine.simulation import Trajectory
-    from gamesim.core.games import parse_spec
-    from gamesim.lm.sequences import oracle_spec
     from gamesim.lm.transformer import CONFIGS
 
     T, records = int(c["iterations"]), c.get("records")
@@ -387,7 +383,7 @@ def _lm_cell(c: dict):
 
 def _mlp_cell(c: dict):
     """A mode = "mlp" cell: `mlp.run` of one EGPO method, each seed one network over the cell's games."""
-    from gamesim.lm import mlp
+    from gamesim.lm import mlp  # computing only: loads optax
 
     T, records = int(c["iterations"]), c.get("records")
     if records and T % records:
@@ -429,8 +425,6 @@ def _index(values, value, dim) -> int:
 
 def _cell_estimate(cell: Cell):
     """The guards' estimate of a cell (one batched run, plus about a second of compilation)."""
-    from gamesim.core.guards import Estimate, run_estimate
-
     c = cell.config
     if c.get("mode") == "lm":
         return Estimate("", 5.0, 0.0)
@@ -442,8 +436,6 @@ def _cell_estimate(cell: Cell):
 
 @functools.lru_cache(maxsize=256)
 def _shape(spec: str) -> tuple[int, int]:
-    from gamesim.core.games import load_game
-
     game = load_game(spec)
     return game.n, game.num_contexts
 
@@ -459,8 +451,6 @@ def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bo
         log(f"{study.name}: results up to date ({results_dir / study.name}.npz)")
         return saved
     cell_dir = results_dir / study.name / "cells"
-    from gamesim.core.guards import confirm, study_estimate
-
     pending = [cell for group in study.groups.values() for cell in cells(group)
                if force or not (cell_dir / f"{cell.group}_{cell.key}.npz").exists()]
     confirm(study_estimate([_cell_estimate(cell) for cell in pending]), yes)
@@ -591,9 +581,6 @@ def _resolve_ref(git_dir: Path, head: str) -> str | None:
 
 
 def _write_results(study: Study, results_dir: Path, out: dict, timings: dict, seconds: float) -> None:
-    from gamesim.core import VERSION as __version__
-    from gamesim.engine.results import versions
-
     arrays = {f"{g}/{name}": a for g, r in out.items() for name, a in r.arrays.items()}
     with atomic_open(results_dir / f"{study.name}.npz", "wb") as f:
         np.savez(f, **arrays)
@@ -645,8 +632,6 @@ def _sha256(path: Path) -> str:
 
 # --- the commands ------------------------------------------------------------------------------------
 def plot_study(study: Study, results: dict, figures_dir) -> list[Path]:
-    from gamesim.studies.plots import draw
-
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     return draw(study, results, figures_dir / study.name)
@@ -675,7 +660,7 @@ def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, lo
 
 def has_ink(png: Path, min_fraction: float = 0.01) -> bool:
     """Whether at least `min_fraction` of the image's pixels are not background white."""
-    import matplotlib.image
+    import matplotlib.image  # matplotlib loads only to draw or check a figure
 
     image = matplotlib.image.imread(png)[..., :3]
     return float(np.mean(np.any(image < 0.9, axis=-1))) >= min_fraction
