@@ -137,6 +137,6 @@ def progress_bar(progress: bool | None, total: float, done: float = 0, long: boo
     `long` and stderr is a terminal."""
     if progress is False or (progress is None and not (long and sys.stderr.isatty())):
         return None
-    from tqdm import tqdm
+    from tqdm import tqdm  # only a terminal run draws a bar; the CLI starts without it
 
     return tqdm(total=total, initial=done, unit=unit, unit_scale=True, file=sys.stderr, leave=False)

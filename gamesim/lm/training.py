@@ -39,16 +39,25 @@ import time
 import tomllib
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gamesim.bandit.recipes import RECIPES, TRANSFORMER_ALGORITHMS
+from gamesim.core import VERSION
+from gamesim.core.equilibria import duality_gap, solve
 from gamesim.core.errors import GamesimError
+from gamesim.core.guards import confirm, lm_estimate, progress_bar
 from gamesim.core.names import check_keys, did_you_mean
+from gamesim.core.rundir import RunDirectory, read
 from gamesim.dynamics import losses
 from gamesim.dynamics.algorithms import get_algorithm
 from gamesim.dynamics.updates import geometric_logits
+from gamesim.engine.results import json_ready, versions
 from gamesim.lm import transformer
+from gamesim.lm.sequences import DENSE_LIMIT, load_oracle, preference, reference_game
 from gamesim.lm.transformer import CONFIGS, ModelConfig
 
 LM_ALGORITHMS = TRANSFORMER_ALGORITHMS
@@ -62,7 +71,6 @@ Z95 = 1.959963984540054
 @dataclasses.dataclass(frozen=True)
 class LMSettings:
     """One transformer-mode run (the model is a `transformer.ModelConfig`)."""
-
     algorithm: str
     eta: float
     tau: float
@@ -157,8 +165,6 @@ def data_sharding(devices: int):
     for one: the sampled pairs are split over the devices, parameters replicated (data parallelism)."""
     if devices == 1:
         return None, None
-    import jax
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     if devices > jax.local_device_count():
         raise GamesimError(f"devices = {devices} but JAX sees {jax.local_device_count()} local devices")
@@ -167,19 +173,12 @@ def data_sharding(devices: int):
 
 
 def _shard(x, sharding):
-    import jax
-
     return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
 @functools.cache
 def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
     """The compiled iteration (params, opt_state, params_ref, oracle arrays, key) → (params, opt_state, loss)."""
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    from gamesim.lm.sequences import preference
 
     optimizer = optax.adam(s.lr)
     beta = s.eta * s.tau
@@ -215,8 +214,6 @@ def _compiled_iteration(model: ModelConfig, s: LMSettings, devices: int):
 def exact_metrics(game, log_probs, tau: float, eq_tau) -> dict:
     """Exact metrics of the enumerated LM policy (log-probs (C, |Y|)) on the dense game, whose π_ref
     is the initial model: the duality gaps, KL(π*_τ‖π), KL(π‖π_ref) and P(π ≻ π_ref)."""
-    from gamesim.core.equilibria import duality_gap
-
     pi = transformer.normalize(log_probs)  # (C, n), renormalized in float64
     w, A = game.weights, game.payoff
 
@@ -235,11 +232,6 @@ def exact_metrics(game, log_probs, tau: float, eq_tau) -> dict:
 
 @functools.cache
 def _compiled_samples(model: ModelConfig, samples: int, devices: int):
-    import jax
-    import jax.numpy as jnp
-
-    from gamesim.lm.sequences import preference
-
     batch, _ = data_sharding(devices)
 
     def draws(params, ref, oracle, key):
@@ -284,17 +276,10 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
     metrics' samples over that many devices (`data_sharding`). `yes`: consent to a run estimated
     above the `guards` thresholds (None: warn).
     """
-    from gamesim.core.rundir import RunDirectory
-
     if out is not None and not isinstance(out, RunDirectory):
         with RunDirectory.open(out, "resume" if resume else "overwrite") as directory:
             return run(model, s, directory, resume, progress, stop_after, devices, checkpoint_every, yes)
-    import jax
 
-    from gamesim.core import VERSION as __version__
-    from gamesim.core.guards import confirm, lm_estimate
-    from gamesim.engine.results import versions
-    from gamesim.lm.sequences import DENSE_LIMIT, load_oracle, reference_game
 
     devices = _check_devices(s, devices)
     exact = s.metrics == "exact" or (s.metrics == "auto" and model.num_responses <= DENSE_LIMIT)
@@ -308,7 +293,6 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
     ref = transformer.initial_params(model, s.init_seed)
     if exact:
         game = reference_game(oracle, transformer.normalize(transformer.enumerate_log_probs(ref, model)))
-        from gamesim.core.equilibria import solve
 
         eq_tau = solve(game, s.tau).policy if s.tau > 0 else None
     arrays = {k: jax.numpy.asarray(v, dtype=model.dtype) for k, v in oracle.arrays.items()}
@@ -332,7 +316,6 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
 
     if not rows:
         record(0, params)
-    from gamesim.core.guards import progress_bar
 
     bar = progress_bar(progress, s.iterations, start, s.iterations * s.steps * s.pairs > 1e5)
     t0, t, interrupted = time.perf_counter(), start, False
@@ -360,15 +343,13 @@ def run(model: ModelConfig, s: LMSettings, out=None, resume: bool = False,
     params, opt_state, t = at_record
     rows = [r for r in rows if r["iteration"] <= t]
     if out is not None:
-        _save(out, config, params, opt_state, t, rows, time.perf_counter() - t0, versions(__version__))
+        _save(out, config, params, opt_state, t, rows, time.perf_counter() - t0, versions(VERSION))
     result = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     result["params"], result["interrupted"] = params, interrupted
     return result
 
 
 def _check_devices(s: LMSettings, devices: int | None) -> int:
-    import jax
-
     if devices is None:
         devices = jax.local_device_count()
     if not (isinstance(devices, int) and devices >= 1):
@@ -382,10 +363,6 @@ def _check_devices(s: LMSettings, devices: int | None) -> int:
 
 def _save(out, config, params, opt_state, t, rows, seconds, versions=None):
     """Commit the run so far (the state at record t) to the run directory `out`, as one unit."""
-    import jax
-
-    from gamesim.engine.results import json_ready
-
     leaves = jax.tree_util.tree_leaves((params, opt_state))
     names = list(rows[0])
 
@@ -404,10 +381,6 @@ def _save(out, config, params, opt_state, t, rows, seconds, versions=None):
 
 
 def _load_checkpoint(out: Path, config, params_like, opt_like):
-    import jax
-
-    from gamesim.core.rundir import read
-
     info, files = read(out)
     try:
         with np.load(files["checkpoint.npz"]) as z:
