@@ -51,16 +51,19 @@ def _trajectory(out: dict, key: str, traj) -> None:
 
 
 def _algorithms() -> list[str]:
-    """The registered built-ins, read from `gamesim algorithms` so that a new one is noticed."""
+    """The built-ins `gamesim algorithms` lists, so that a new one is noticed (not algorithms another
+    test registered in this process, e.g. a plugin's)."""
     import contextlib
     import io
 
     from gamesim.cli import main
+    from gamesim.dynamics.algorithms import BUILTIN
 
     text = io.StringIO()
     with contextlib.redirect_stdout(text):
         main(["algorithms"])
-    return [line.split()[0] for line in text.getvalue().splitlines() if line and not line[0].isspace()]
+    return [name for name in (line.split()[0] for line in text.getvalue().splitlines() if line and not line[0].isspace())
+            if name in BUILTIN]
 
 
 def compute() -> dict[str, np.ndarray]:
