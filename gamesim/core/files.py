@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+from gamesim.core.errors import GamesimError
 
 
 @contextlib.contextmanager
@@ -36,3 +39,23 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_toml(path: str | os.PathLike, what: str) -> dict:
+    """The TOML file `path` (a study spec, a model config: `what`) as a dict, or a one-line
+    GamesimError naming the problem: missing, a directory, unreadable, not UTF-8 text, not TOML,
+    or nested too deeply for the parser (Python's recursion limit)."""
+    path = Path(path)
+    if path.is_dir():
+        raise GamesimError(f"{path} is a directory; give the {what} TOML file itself")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise GamesimError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise GamesimError(f"{path} is not a UTF-8 text file; a {what} is TOML text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise GamesimError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:
+        raise GamesimError(f"{path}: arrays or tables nested too deeply to read; a {what} needs at most a few "
+                           "levels") from None

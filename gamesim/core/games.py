@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from gamesim.core.errors import GamesimError
-from gamesim.core.names import did_you_mean
 from gamesim.core.files import atomic_open
+from gamesim.core.guards import check_matrix_memory, check_seed
+from gamesim.core.names import did_you_mean
 
 COMPLEMENT_TOL = 1e-9
 """Largest |P + Pᵀ − 1| accepted; computations use A = (P − Pᵀ)/2, exactly antisymmetric."""
@@ -526,6 +527,7 @@ def _seeded(draw: Callable[..., np.ndarray], label: str):
             raise GamesimError(f"{label} needs n ≥ 1, got n={n}")
         if contexts < 1:
             raise GamesimError(f"contexts must be ≥ 1, got {contexts}")
+        check_matrix_memory(n, contexts, f"{label}:n={n}" + (f",contexts={contexts}" if contexts > 1 else ""))
         rng = np.random.default_rng(seed)
         mats = [draw(n, rng, **kw) for _ in range(contexts)]
         return PreferenceGame(np.stack(mats) if contexts > 1 else mats[0], label=label)
@@ -553,7 +555,7 @@ def load_csv(path: str | os.PathLike) -> PreferenceGame:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (spreadsheet exports) is not data
     except OSError as exc:
         raise GamesimError(f"cannot read game file {str(path)!r}: {exc.strerror}") from None
     except UnicodeDecodeError:
@@ -735,9 +737,12 @@ def _parse_value(key: str, value: str, default, spec: str):
         return value
     want = float if isinstance(default, float) else int
     try:
-        return want(value)
+        parsed = want(value)
     except ValueError:
         raise GamesimError(f"game spec {spec!r}: {key}={value!r} is not {'a number' if want is float else 'an integer'}") from None
+    if key == "seed" or key.endswith("_seed"):
+        check_seed(parsed, f"game spec {spec!r}: {key}")
+    return parsed
 
 
 def describe_builtins() -> list[str]:

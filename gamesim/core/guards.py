@@ -14,6 +14,8 @@ import sys
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
+
 from gamesim.core.errors import GamesimError
 
 MEMORY_SHARE = 0.5
@@ -62,7 +64,7 @@ def _duration(seconds: float) -> str:
 
 
 def _size(nbytes: float) -> str:
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+    for unit, size in (("EB", 1e18), ("PB", 1e15), ("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
         if nbytes >= size:
             return f"{nbytes / size:.1f} {unit}"
     return f"{nbytes / 1e3:.0f} kB"
@@ -82,6 +84,22 @@ def confirm(estimate: Estimate, yes: bool | None) -> None:
     elif not yes:
         raise GamesimError(f"{estimate.describe()}; pass --yes to start it anyway (the limits are "
                            f"{_duration(CONFIRM_SECONDS)} and {_size(CONFIRM_BYTES)})")
+
+
+def check_seed(seed, what: str = "a seed") -> int:
+    """`seed` if it is an integer in [0, 2**63) (numpy's and JAX's seeds), else a GamesimError."""
+    if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63):
+        raise GamesimError(f"{what} is an integer in [0, 2**63), got {seed!r}; seeds are not negative")
+    return int(seed)
+
+
+def check_matrix_memory(n: int, contexts: int, what: str) -> None:
+    """Refuse, before allocating, a game of `contexts` n × n float64 matrices that cannot fit in
+    memory (MEMORY_SHARE of it; its construction holds a few copies)."""
+    need = 3 * 8.0 * contexts * n * n
+    if need > MEMORY_SHARE * physical_memory():
+        raise GamesimError(f"{what}: {contexts} × {n} × {n} float64 matrices need about {_size(need)}, more than "
+                           f"{MEMORY_SHARE:.0%} of this machine's {_size(physical_memory())} of memory; use a smaller n")
 
 
 def check_iterations(iterations) -> None:

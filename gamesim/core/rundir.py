@@ -53,8 +53,9 @@ def _fsync_dir(path: Path) -> None:
 class RunDirectory:
     """DIR, locked for writing; `commit` replaces its whole content atomically."""
 
-    def __init__(self, path: Path, lock_fd: int):
+    def __init__(self, path: Path, lock_fd: int, created: list[Path] = ()):
         self.path, self._lock_fd = path, lock_fd
+        self._created = list(created)  # parents `open` made: removed again if nothing is committed
 
     @classmethod
     def open(cls, out, mode: str) -> RunDirectory:
@@ -68,11 +69,15 @@ class RunDirectory:
         path = Path(out).expanduser().absolute()
         if path.exists() and not path.is_dir():
             raise GamesimError(f"{out} exists and is not a directory; choose another --out")
+        if blocker := next((p for p in path.parents if p.exists() and not p.is_dir()), None):
+            raise GamesimError(f"{blocker} is a file, so it cannot hold the directory {out}; choose another --out")
         parent = path.parent
+        created = [p for p in (parent, *parent.parents) if not p.exists()]
         try:
             parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
+            _remove_empty(created)
             raise GamesimError(f"cannot write the results into {parent}: {exc.strerror}; choose another --out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -82,7 +87,7 @@ class RunDirectory:
                 raise GamesimError(f"{out} is being written by another gamesim process; wait for it to finish "
                                    "or choose another --out") from None
             raise
-        run = cls(path, fd)
+        run = cls(path, fd, created)
         try:
             run._recover()
             run._check(mode, out)
@@ -149,17 +154,28 @@ class RunDirectory:
         shutil.rmtree(old, ignore_errors=True)
 
     def close(self) -> None:
+        """Release the lock; parents made by `open` for a run that never committed are removed,
+        so a command refused after `open` (a bad setting) leaves nothing behind."""
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.path.parent / f".{self.path.name}.lock")
             os.close(self._lock_fd)
             self._lock_fd = None
+            if not self.path.exists():
+                _remove_empty(self._created)
 
     def __enter__(self) -> RunDirectory:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _remove_empty(directories: list[Path]) -> None:
+    """Remove these directories (deepest first) where they are still empty."""
+    for directory in directories:
+        with contextlib.suppress(OSError):
+            directory.rmdir()
 
 
 def _complete(path: Path) -> bool:

@@ -38,7 +38,7 @@ from gamesim.core import VERSION
 from gamesim.core.equilibria import check_tau, solve
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
-from gamesim.core.guards import check_iterations, confirm, progress_bar, run_estimate
+from gamesim.core.guards import check_iterations, check_seed, confirm, progress_bar, run_estimate
 from gamesim.core.metrics import BEST, METRICS, Accumulators, accumulate, best_so_far, record
 from gamesim.dynamics.algorithms import Algorithm, get_algorithm, numba_chain, step_sizes
 from gamesim.engine.state import Carry, Games, Hyper, MirrorCarry
@@ -165,8 +165,7 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
                for name, seq in seqs.items()}
     games_b, etas, seeds_b, inits_b = (per_run[k] for k in ("games", "eta", "seeds", "inits"))
     for seed in seeds_b:
-        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63):
-            raise GamesimError(f"a seed is an integer in [0, 2**63), got {seed!r}")
+        check_seed(seed)
     taus = [check_tau(t) for t in per_run["tau"]]
     for e, t in zip(etas, taus):
         alg.check(e, t, schedule)

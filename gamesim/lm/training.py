@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-import tomllib
 from pathlib import Path
 
 import jax
@@ -49,7 +48,8 @@ from gamesim.bandit.recipes import RECIPES, TRANSFORMER_ALGORITHMS
 from gamesim.core import VERSION
 from gamesim.core.equilibria import duality_gap, solve
 from gamesim.core.errors import GamesimError
-from gamesim.core.guards import confirm, lm_estimate, progress_bar
+from gamesim.core.files import read_toml
+from gamesim.core.guards import check_seed, confirm, lm_estimate, progress_bar
 from gamesim.core.names import check_keys, did_you_mean
 from gamesim.core.rundir import RunDirectory, read
 from gamesim.dynamics import losses
@@ -95,6 +95,8 @@ class LMSettings:
         for name in ("iterations", "pairs", "steps", "record_every", "eval_samples"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise GamesimError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
+        check_seed(self.seed, "seed")
+        check_seed(self.init_seed, "init_seed")
         if self.iterations % self.record_every:
             raise GamesimError(f"record_every = {self.record_every} must divide iterations = {self.iterations}")
         if not self.eta > 0 or not self.lr > 0 or not self.temperature > 0:
@@ -113,10 +115,7 @@ def load_model_config(name: str) -> ModelConfig:
     path = Path(name)
     if not path.exists():
         raise GamesimError(f"--config is tiny, small, medium or a TOML file; {name!r} is neither")
-    try:
-        fields = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise GamesimError(f"{path}: not valid TOML ({exc})") from None
+    fields = read_toml(path, "model config")
     valid = [f.name for f in dataclasses.fields(ModelConfig)]
 
     check_keys(fields, valid, f"model config key in {path.name}")

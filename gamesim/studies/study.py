@@ -1,6 +1,6 @@
 """Studies: a TOML spec → a sweep of runs → results with named axes and provenance → a figure.
 
-A spec (one per study in `experiments/`, read with `tomllib`) holds a title and caption, one or
+A spec (one per study in `experiments/`, read with `files.read_toml`) holds a title and caption, one or
 more `[[group]]` tables of runs and the `[[panel]]` tables of the figure drawn from them (see
 `plots`). A group is a grid: every list-valued key among
 
@@ -38,7 +38,6 @@ import itertools
 import json
 import math
 import time
-import tomllib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +47,7 @@ import numpy as np
 from gamesim.bandit.recipes import OPTIONS, PARAMS, TRANSFORMER_ALGORITHMS
 from gamesim.core import VERSION as __version__
 from gamesim.core.errors import GamesimError
-from gamesim.core.files import atomic_open
+from gamesim.core.files import atomic_open, read_toml
 from gamesim.core.games import load_game, parse_spec
 from gamesim.core.guards import Estimate, check_iterations, confirm, run_estimate, study_estimate
 from gamesim.core.metrics import METRICS, SAMPLED_METRICS
@@ -149,12 +148,7 @@ def load_spec(path, quick: bool = False, allow_plugins: bool = False) -> Study:
     is refused, so that reading a spec never runs code by itself.
     """
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise GamesimError(f"cannot read study spec {str(path)!r}: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise GamesimError(f"{path}: not valid TOML ({exc})") from None
+    raw = read_toml(path, "study spec")
     where = path.name
     check_keys(raw, SPEC_KEYS, f"key in {where}")
     _load_plugins(raw.get("plugins", []), path, allow_plugins)
