@@ -10,7 +10,6 @@ registering an algorithm with a new `Param` adds its flag.
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import os
 import signal
@@ -126,16 +125,12 @@ def _honour_sigterm(own_process: bool) -> None:
     process (exit 143), and a run keeps its last checkpoint. Called from Python (tests), it only
     installs the handler.
     """
-    import threading  # only a command run from the shell needs the watcher
-
     if threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGTERM, _raise_interrupt)
     if not own_process:
         return
-    import os  # the watcher's exit and clock, as above
-    import socket
-    import time
+    import socket  # only a command run from the shell needs the watcher's wakeup socket
 
     wake, signalled = socket.socketpair()
     signalled.setblocking(False)
@@ -228,14 +223,21 @@ def _build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="run a study spec (experiments/*.toml) or plot its figure")
     st_sub = st.add_subparsers(required=True, metavar="ACTION", parser_class=_Parser)
-    for action, doc in (("run", "run the spec's sweep (finished cells are reused) and save its results"),
-                        ("plot", "draw figures/NAME.pdf and .png from the saved results")):
+    for action, doc, command in (
+            ("run", "run the spec's sweep (finished cells are reused) and save its results", cmd_study_run),
+            ("merge", "merge the shards of `study run --shard K/N` into the study's results", cmd_study_merge),
+            ("plot", "draw figures/NAME.pdf and .png from the saved results", cmd_study_plot)):
         sp = st_sub.add_parser(action, help=doc)
         sp.add_argument("spec", help="a study spec, e.g. experiments/cycling.toml")
         _study_flags(sp)
         if action == "run":
             sp.add_argument("--force", action="store_true", help="recompute every cell")
-        sp.set_defaults(command=cmd_study_run if action == "run" else cmd_study_plot)
+            sp.add_argument("--shard", metavar="K/N", help="run only the K-th of N disjoint shares of the cells "
+                            "(one per machine or process; then `gamesim study merge`)")
+        if action == "merge":
+            sp.add_argument("--from", dest="sources", action="append", default=[], metavar="DIR",
+                            help="another results directory holding shards (repeatable; default: --results only)")
+        sp.set_defaults(command=command)
 
     rp = sub.add_parser("reproduce", help="run and plot every study in experiments/")
     rp.add_argument("--experiments", default="experiments", help="directory of study specs (default: experiments)")
@@ -306,9 +308,11 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _interruptible(run):
+def _interruptible(run) -> int:
+    """Exit code 0 once run() returns, 130 when it is interrupted (its finished cells kept)."""
     try:
-        return run()
+        run()
+        return 0
     except KeyboardInterrupt:
         print("gamesim: interrupted; finished runs are saved and a rerun continues from them", file=sys.stderr)
         return 130
@@ -319,7 +323,23 @@ def cmd_study_run(args) -> int:
 
     study = load_spec(args.spec, args.quick, args.allow_plugins)
     results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
-    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log, yes=args.yes) and 0)
+    if args.shard is not None:
+        from gamesim.studies.shards import parse_shard, run_shard  # only with --shard
+
+        shard = parse_shard(args.shard)
+        return _interruptible(lambda: run_shard(study, results, shard, force=args.force, log=_log, yes=args.yes))
+    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log, yes=args.yes))
+
+
+def cmd_study_merge(args) -> int:
+    from gamesim.studies.shards import merge  # a command's own module (as above)
+    from gamesim.studies.study import load_spec
+
+    study = load_spec(args.spec, args.quick, args.allow_plugins)
+    results, _ = _study_dirs(args, Path(args.spec).resolve().parent)
+    merge(study, results, args.sources, log=_log)
+    print(results / f"{study.name}.npz")
+    return 0
 
 
 def cmd_study_plot(args) -> int:
@@ -339,7 +359,7 @@ def cmd_reproduce(args) -> int:
     results, figures = _study_dirs(args, experiments)
     t0 = time.perf_counter()
     code = _interruptible(lambda: reproduce(experiments, results, figures, args.quick, log=_log,
-                                            allow_plugins=args.allow_plugins, yes=args.yes) and 0)
+                                            allow_plugins=args.allow_plugins, yes=args.yes))
     if code == 0:
         print(f"every figure written to {figures} in {time.perf_counter() - t0:.0f} s")
     return code

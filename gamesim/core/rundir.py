@@ -20,26 +20,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
 from gamesim.core.errors import GamesimError
+from gamesim.core.files import sha256
 
 FORMAT = 1
 """The run directory format written by this version (run.json's "format")."""
 
 INFO = "run.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -139,7 +131,7 @@ class RunDirectory:
             write(target)
             with open(target, "rb+") as f:
                 os.fsync(f.fileno())
-            manifest[name] = {"bytes": target.stat().st_size, "sha256": _sha256(target)}
+            manifest[name] = {"bytes": target.stat().st_size, "sha256": sha256(target)}
         with open(new / INFO, "w") as f:
             json.dump({"format": FORMAT, **info, "files": manifest}, f, indent=2, allow_nan=False)
             f.write("\n")
@@ -205,7 +197,7 @@ def read(path) -> tuple[dict, dict]:
         file = path / name
         if not file.is_file():
             raise GamesimError(f"{file} is missing from the run directory; rerun with --overwrite")
-        if file.stat().st_size != entry.get("bytes") or _sha256(file) != entry.get("sha256"):
+        if file.stat().st_size != entry.get("bytes") or sha256(file) != entry.get("sha256"):
             raise GamesimError(f"{file} is truncated or was changed after gamesim wrote it (its checksum does not "
                                "match run.json); restore it, or rerun with --overwrite")
         files[name] = file

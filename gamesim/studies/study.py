@@ -47,7 +47,7 @@ import numpy as np
 from gamesim.bandit.recipes import OPTIONS, PARAMS, TRANSFORMER_ALGORITHMS
 from gamesim.core import VERSION as __version__
 from gamesim.core.errors import GamesimError
-from gamesim.core.files import atomic_open, read_toml
+from gamesim.core.files import atomic_open, read_toml, sha256
 from gamesim.core.games import load_game, parse_spec
 from gamesim.core.guards import Estimate, check_iterations, confirm, run_estimate, study_estimate
 from gamesim.core.metrics import METRICS, SAMPLED_METRICS
@@ -444,32 +444,67 @@ def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bo
     if not force and (saved := load_results(study, results_dir, missing_ok=True)) is not None:
         log(f"{study.name}: results up to date ({results_dir / study.name}.npz)")
         return saved
-    cell_dir = results_dir / study.name / "cells"
-    pending = [cell for group in study.groups.values() for cell in cells(group)
-               if force or not (cell_dir / f"{cell.group}_{cell.key}.npz").exists()]
+    started = time.time()
+    compute_cells(study, results_dir, all_cells(study), force=force, log=log, yes=yes)
+    return stack_cells(study, results_dir, time.time() - started, log=log, compute_missing=True)
+
+
+def all_cells(study: Study) -> list[Cell]:
+    """Every cell of the study, group by group, in one fixed order (shards split this list)."""
+    return [cell for group in study.groups.values() for cell in cells(group)]
+
+
+def cell_path(study: Study, results_dir, cell: Cell) -> Path:
+    """Where a cell is saved: its key hashes its settings and gamesim's code (`Cell.key`)."""
+    return Path(results_dir) / study.name / "cells" / f"{cell.group}_{cell.key}.npz"
+
+
+def compute_cells(study: Study, results_dir, todo: list[Cell], force: bool = False, log=print,
+                  yes: bool | None = None) -> None:
+    """Compute and save (atomically) each cell of `todo` not already saved (every one with force).
+    A cell's result depends on its settings alone (its seeds are among them), never on which
+    cells run beside it or in which process: the basis of `shards`."""
+    pending = [cell for cell in todo if force or not cell_path(study, results_dir, cell).exists()]
     confirm(study_estimate([_cell_estimate(cell) for cell in pending]), yes)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    started, timings, out = time.time(), {}, {}
+    (Path(results_dir) / study.name / "cells").mkdir(parents=True, exist_ok=True)
+    for i, cell in enumerate(pending):
+        _compute_and_save(study, results_dir, cell, log, f"{i + 1}/{len(pending)}")
+
+
+def _compute_and_save(study: Study, results_dir, cell: Cell, log, position: str) -> dict:
+    group = study.groups[cell.group]
+    log(f"{study.name} [{cell.group}] cell {position}: {cell.config['algorithm']} {_describe(cell, group)}")
+    t0 = time.perf_counter()
+    data = _compute_cell(cell, group)
+    data["seconds"] = np.array(time.perf_counter() - t0)
+    with atomic_open(cell_path(study, results_dir, cell), "wb") as f:
+        np.savez(f, config=np.array(json.dumps(cell.config, default=str)), **data)
+    return data
+
+
+def stack_cells(study: Study, results_dir, seconds: float, log=print, compute_missing: bool = False) -> dict:
+    """Stack every saved cell into the study's results and write NAME.npz and NAME.json. A cell
+    that is missing or damaged is computed with compute_missing, else named in a GamesimError."""
+    results_dir = Path(results_dir)
+    timings, out = {}, {}
     for gname, group in study.groups.items():
-        todo, done, skipped = cells(group), [], []
-        for n, cell in enumerate(todo):
-            path = cell_dir / f"{gname}_{cell.key}.npz"
-            data = _read_cell(path, log) if path.exists() and not force else None
-            if data is None:
-                log(f"{study.name} [{gname}] cell {n + 1}/{len(todo)}: {cell.config['algorithm']} "
-                    f"{_describe(cell, group)}")
-                t0 = time.perf_counter()
-                data = _compute_cell(cell, group)
-                data["seconds"] = np.array(time.perf_counter() - t0)
-                with atomic_open(path, "wb") as f:
-                    np.savez(f, config=np.array(json.dumps(cell.config, default=str)), **data)
+        done, skipped = [], []
+        for cell in cells(group):
+            path = cell_path(study, results_dir, cell)
+            data = _read_cell(path, log) if path.exists() else None
+            if data is None and compute_missing:
+                data = _compute_and_save(study, results_dir, cell, log, "(again)")
+            elif data is None:
+                raise GamesimError(f"{study.name}: the cell {cell.config['algorithm']} {_describe(cell, group)} of "
+                                   f"group {gname!r} is not in {path.parent}; run `gamesim study run {study.path}` "
+                                   "(or the shard that holds it) first")
             timings[f"{gname}/{cell.key}"] = float(data["seconds"])
             if "skipped" in data:
                 skipped.append({"cell": f"{cell.config['algorithm']} {_describe(cell, group)}",
                                 "reason": str(data["skipped"])})
             done.append((cell, data))
         out[gname] = _stack(group, done, skipped)
-    _write_results(study, results_dir, out, timings, time.time() - started)
+    _write_results(study, results_dir, out, timings, seconds)
     return out
 
 
@@ -579,12 +614,12 @@ def _write_results(study: Study, results_dir: Path, out: dict, timings: dict, se
     with atomic_open(results_dir / f"{study.name}.npz", "wb") as f:
         np.savez(f, **arrays)
     info = {"study": study.name, "spec_file": study.path.name, "spec_hash": study.hash,
-            "npz_sha256": _sha256(results_dir / f"{study.name}.npz"),
+            "npz_sha256": sha256(results_dir / f"{study.name}.npz"),
             "code_fingerprint": code_fingerprint(), "quick": study.quick,
             "spec": study.spec, "groups": {g: {"dims": r.dims, "coords": r.coords, "skipped": r.skipped,
                                                 "arrays": sorted(r.arrays)} for g, r in out.items()},
             "versions": versions(__version__), "git_commit": git_commit(study.path.parent),
-            "spec_sha256": hashlib.sha256(study.path.read_bytes()).hexdigest(),
+            "spec_sha256": sha256(study.path),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": seconds, "cell_seconds": timings}
     with atomic_open(results_dir / f"{study.name}.json") as f:
         json.dump(info, f, indent=1, default=str)
@@ -601,7 +636,7 @@ def load_results(study: Study, results_dir, missing_ok: bool = False) -> dict | 
         ok = info.get("spec_hash") == study.hash and npz.exists()
     except (OSError, ValueError, UnicodeDecodeError):
         ok = False
-    if ok and info.get("npz_sha256") != _sha256(npz):
+    if ok and info.get("npz_sha256") != sha256(npz):
         if missing_ok:
             return None
         raise GamesimError(f"{npz} does not match {meta.name} (damaged, or left by another run); {rerun} again")
@@ -618,10 +653,6 @@ def load_results(study: Study, results_dir, missing_ok: bool = False) -> dict | 
                               {k.split("/", 1)[1]: a for k, a in arrays.items() if k.startswith(f"{g}/")},
                               meta_g["skipped"])
     return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # --- the commands ------------------------------------------------------------------------------------
