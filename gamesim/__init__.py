@@ -18,8 +18,8 @@ import importlib.util
 import sys
 from importlib import import_module
 
-from gamesim.core import VERSION as __version__
-from gamesim.lm import sequences as _sequences  # registers the "sequence" game spec, which needs the lm layer
+from gamesim.core import VERSION as __version__  # noqa: F401 (the package version, read as gamesim.__version__)
+from gamesim.lm import sequences as _sequences  # noqa: F401 (registers the "sequence" game spec, which needs the lm layer)
 
 _EXPORTS = {
     "PreferenceGame": "core.games", "load_game": "core.games",

@@ -1,4 +1,4 @@
-"""The `gamesim` command line: games, solve, run, algorithms, verify, study, reproduce, demo.
+"""The `gamesim` command line: games, solve, run, plot, compare, algorithms, verify, study, reproduce, lm, demo.
 
 User errors print one line on stderr and exit with code 2. The commands' modules (the engine,
 studies, claims, the transformer mode) are imported inside the commands, so `gamesim --help`,
@@ -217,6 +217,21 @@ def _build_parser() -> argparse.ArgumentParser:
     _plugin_flag(v)
     v.set_defaults(command=cmd_verify)
 
+    pl = sub.add_parser("plot", help="draw the recorded metrics of run directories on shared axes")
+    pl.add_argument("runs", nargs="+", metavar="RUN_DIR", help="--out directories of `gamesim run` or `gamesim lm run`")
+    pl.add_argument("--metric", action="append", metavar="NAME", help="a metric to draw (repeatable; default: "
+                    "gap, gap_reg and kl_to_eq where every run records them)")
+    pl.add_argument("--x", default="iteration", choices=["iteration", "queries"],
+                    help="x axis: iteration, or queries (sampled-feedback runs)")
+    pl.add_argument("--out", default="plot.png", help="the figure file, .png, .pdf or .svg (default plot.png)")
+    pl.set_defaults(command=cmd_plot)
+
+    cp = sub.add_parser("compare", help="a table of run directories' final metrics and their differing settings")
+    cp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="--out directories of `gamesim run` or `gamesim lm run`")
+    cp.add_argument("--metric", action="append", metavar="NAME", help="a metric to show (repeatable; default as plot)")
+    cp.add_argument("--json", action="store_true", help="print JSON")
+    cp.set_defaults(command=cmd_compare)
+
     a = sub.add_parser("algorithms", help="list the algorithms, their sources and hyperparameters")
     _plugin_flag(a)
     a.set_defaults(command=cmd_algorithms)
@@ -363,6 +378,30 @@ def cmd_reproduce(args) -> int:
     if code == 0:
         print(f"every figure written to {figures} in {time.perf_counter() - t0:.0f} s")
     return code
+
+
+def cmd_plot(args) -> int:
+    from gamesim.studies.runs import choose_metrics, load_run, plot_runs  # a command's own module (matplotlib)
+
+    runs = [load_run(path) for path in args.runs]
+    print(plot_runs(runs, choose_metrics(runs, args.metric), args.out, x=args.x))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from gamesim.studies.runs import choose_metrics, compare_table, differences, load_run  # a command's own module
+
+    runs = [load_run(path) for path in args.runs]
+    metrics = choose_metrics(runs, args.metric)
+    if args.json:
+        from gamesim.engine.results import dumps  # JSON output only (as in `cmd_verify`)
+
+        print(dumps({"runs": [{"path": str(r.path), "status": r.status, "iterations": r.done, "mode": r.mode,
+                               "final": {m: r.final(m) for m in metrics}} for r in runs],
+                     "differences": differences(runs)}, indent=1))
+        return 0
+    print(compare_table(runs, metrics))
+    return 0
 
 
 def cmd_games(args) -> int:

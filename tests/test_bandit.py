@@ -227,7 +227,7 @@ def test_egpo_recipe_is_egpos_sampled_sgd_step(method, float64):
     from gamesim.dynamics.algorithms import egpo_settings
 
     game = load_game("random:n=10,seed=3,ref_seed=103")
-    P, A, log_ref = np.asarray(game.P), jnp.asarray(game.payoff[0]), jnp.log(jnp.asarray(game.reference))
+    P, log_ref = np.asarray(game.P), jnp.log(jnp.asarray(game.reference))
     lr, beta, N = 0.1, 0.1, 100
     name, kw = egpo_settings(method, lr=lr, beta=beta, n=10, samples=N)
     rng = np.random.default_rng(7)

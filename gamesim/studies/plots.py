@@ -309,7 +309,7 @@ def _finish(ax, panel, xlabel, ylabel, logx=False, logy=True):
         ax.legend(unique.values(), unique.keys(), loc=panel.get("legend", "best"))
 
 
-def _positive(y):
+def positive(y):
     """Values for a log axis: below FLOOR (rounding level, zeros) drawn at FLOOR; NaN stays NaN."""
     y = np.asarray(y, float)
     return np.where(np.isnan(y), np.nan, np.maximum(y, FLOOR))
@@ -333,7 +333,7 @@ def _curves(ax, panel, study, results):
                 label = panel.get("labels", {}).get(str(value)) or _hue_label(
                     group, panel.get("hue", "algorithm"), value, panel.get("hue_symbol"))
             x = np.nanmean(it[i], axis=0)
-            y = _positive(data[i])
+            y = positive(data[i])
             center = np.nanmedian(y, 0) if panel.get("center") == "median" else np.nanmean(y, 0)
             ax.plot(x, center, color=color, ls=ls, label=label, marker=marker, ms=3.5, mfc="none",
                     markevery=(i % MARKERS_PER_LINE / MARKERS_PER_LINE / MARKERS_PER_LINE, 1 / MARKERS_PER_LINE))
@@ -371,7 +371,7 @@ def _reference_curves(ax, panel, study, results, ref, hues, x_name):
         if value not in hues:
             continue
         color, _ = _color(panel.get("hue", "algorithm"), value, hues.index(value))
-        y = np.nanmean(_positive(data[i]), 0)
+        y = np.nanmean(positive(data[i]), 0)
         if panel["kind"] == "final":
             ax.axhline(y[-1], color=color, ls="--", lw=1.1)
         else:
@@ -391,7 +391,7 @@ def _final(ax, panel, study, results):
         for i, value in enumerate(hues):
             game = _line_game(group, _line_select(panel, value))
             color, ls = _color(hue, value, i)
-            final = _positive(data[i][..., -1])  # (X, M)
+            final = positive(data[i][..., -1])  # (X, M)
             if x_name == "queries":  # queries per iteration, averaged over the runs of each point
                 x = np.nanmean(queries[i][..., -1] / it[i][..., -1], -1)
             else:
@@ -417,6 +417,20 @@ def _final(ax, panel, study, results):
     _finish(ax, panel, xlabel, f"{AXIS_LABELS.get(metric, metric)}, final", logx=True)
 
 
+def draw_simplex(ax, names=None) -> np.ndarray:
+    """The probability simplex of 3 responses as an equilateral triangle on `ax`, its corners
+    labelled by `names`; returns the corners (3, 2), so that a policy π is drawn at π @ corners."""
+    corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
+    ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.3", lw=0.8)
+    for name, (cx, cy), dy in zip(names or "012", corners, (-0.06, -0.06, 0.03)):
+        ax.text(cx, cy + dy, name, ha="center", fontsize=9)
+    ax.set_aspect("equal")
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.1, 0.93)
+    ax.axis("off")
+    return corners
+
+
 def _simplex(ax, panel, study, results):
     from gamesim.core.equilibria import solve  # scipy.optimize loads when a simplex panel marks equilibria
 
@@ -425,10 +439,7 @@ def _simplex(ax, panel, study, results):
     game = load_game(panel.get("select", {}).get("game", group.axes["game"][0]))
     if game.n != 3:
         raise GamesimError(f"a simplex panel draws 3-response games; {game.label} has {game.n}")
-    corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
-    ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.3", lw=0.8)
-    for name, (cx, cy), dy in zip(game.names or "012", corners, (-0.06, -0.06, 0.03)):
-        ax.text(cx, cy + dy, name, ha="center", fontsize=9)
+    corners = draw_simplex(ax, game.names)
     hues, pol, _, _ = _lines(panel, study, results, "policy", gname)
     hue = panel.get("hue", "algorithm")
     for i, value in enumerate(hues):
@@ -440,10 +451,6 @@ def _simplex(ax, panel, study, results):
     for tau in panel.get("equilibria", [0.0]):
         xy = solve(game, tau).policy @ corners
         ax.plot(*xy, "*", color="k" if tau == 0 else "0.5", ms=11, label=f"π*_τ, τ = {tau:g}" if tau else "von Neumann winner")
-    ax.set_aspect("equal")
-    ax.set_xlim(-0.05, 1.05)
-    ax.set_ylim(-0.1, 0.93)
-    ax.axis("off")
     ax.set_title(panel.get("title", game.label))
     if panel.get("legend", True):
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7.5)
