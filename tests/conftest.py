@@ -2,7 +2,9 @@
 
 import os
 import tempfile
+from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import settings
@@ -13,8 +15,15 @@ from gamesim import PreferenceGame
 settings.register_profile("ci", max_examples=25, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
-# the command line's JAX compilation cache goes to a scratch directory, not the user's cache
-os.environ["GAMESIM_CACHE_DIR"] = tempfile.mkdtemp(prefix="gamesim-test-jax-cache-")
+# One scratch JAX compilation cache for the whole session, not the user's: the command line's (it
+# reads GAMESIM_CACHE_DIR, subprocesses included) and the in-process library calls', so that a shape
+# compiled by one pytest-xdist worker or command is loaded, not compiled again, by the others.
+CACHE = Path(tempfile.gettempdir()) / f"gamesim-test-jax-cache-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
+CACHE.mkdir(exist_ok=True)
+os.environ["GAMESIM_CACHE_DIR"] = str(CACHE)
+jax.config.update("jax_compilation_cache_dir", str(CACHE))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture(scope="session")

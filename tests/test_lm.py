@@ -2,6 +2,7 @@
 run lowers the exact duality gap from π_ref's, and a resumed run ends with the same parameters."""
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -68,10 +69,15 @@ def test_oracle_spec_errors():
         lm.LMSettings(algorithm="inpo", eta=30.0, tau=0.1, iterations=1)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lm")
+@functools.cache
+def _tiny_run(out):
     return out, lm.run(TINY, SETTINGS, out, progress=False)
+
+
+@pytest.fixture
+def tiny_run(tmp_path_factory):
+    """One tiny run per process (see tests/test_verify.py's quick_results for why not a module fixture)."""
+    return _tiny_run(tmp_path_factory.getbasetemp() / "tiny-lm-run")
 
 
 def test_tiny_inpo_lowers_the_exact_gap_and_follows_the_tabular_sampled_run(tiny_run):
