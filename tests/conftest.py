@@ -55,13 +55,3 @@ def extreme_games(draw, n=4):
     L = np.tril(np.array(draw(st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=n * n, max_size=n * n)))
                 .reshape(n, n), -1)
     return PreferenceGame(L + np.triu(1 - L.T, 1) + 0.5 * np.eye(n))
-
-
-def pytest_collection_modifyitems(items):
-    """Scheduling groups for pytest-xdist (`--dist loadgroup`): a file's tests run on one worker,
-    sharing its compiled shapes and fixtures; each quick study of test_reproduce.py is its own
-    group, so the studies spread over the workers."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        own = path.endswith("test_reproduce.py") and "[" in item.nodeid
-        item.add_marker(pytest.mark.xdist_group(item.nodeid if own else path))

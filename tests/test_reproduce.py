@@ -1,7 +1,8 @@
 """`gamesim reproduce --quick`: every study spec in experiments/ runs and draws a figure with ink.
 
-One test per spec, so that the test workers share the studies (conftest.py gives each its own
-scheduling group); `reproduce` itself runs over a directory holding one of them.
+One test class per spec, so that the test workers share the studies (`--dist loadscope` sends a
+module's functions to one worker, each class to any); `reproduce` itself runs over a directory
+holding one of them.
 """
 
 import shutil
@@ -25,9 +26,7 @@ def test_every_expected_study_has_a_spec():
     assert EXPECTED <= set(SPECS), sorted(EXPECTED - set(SPECS))
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SPECS)
-def test_quick_study_writes_its_figure(name, tmp_path):
+def _writes_its_figure(name, tmp_path):
     spec = ROOT / "experiments" / f"{name}.toml"
     t0 = time.perf_counter()
     assert main(["study", "run", str(spec), "--quick", "--results", str(tmp_path)]) == 0
@@ -39,6 +38,20 @@ def test_quick_study_writes_its_figure(name, tmp_path):
         empty = [key for key in results.files if not np.isfinite(results[key]).any()]
     assert results.files and not empty, empty
     print(f"{name} --quick: {time.perf_counter() - t0:.0f} s")
+
+
+def _quick_study_class(name):
+    @pytest.mark.slow
+    class QuickStudy:
+        def test_writes_its_figure(self, tmp_path):
+            _writes_its_figure(name, tmp_path)
+
+    QuickStudy.__name__ = QuickStudy.__qualname__ = f"TestQuick_{name}"
+    return QuickStudy
+
+
+for _name in SPECS:
+    globals()[f"TestQuick_{_name}"] = _quick_study_class(_name)
 
 
 @pytest.mark.slow

@@ -116,7 +116,7 @@ def test_out_is_checked_before_any_computation(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert main(run_args(blocker / "sub")) == 2
-    assert "cannot write" in one_line_error(capsys)
+    assert "is a file, so it cannot hold the directory" in one_line_error(capsys)
     assert main(run_args(blocker)) == 2
     assert "not a directory" in one_line_error(capsys)
     mine = tmp_path / "mine"

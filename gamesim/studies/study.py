@@ -236,8 +236,8 @@ def _group(name: str, table: dict, where: str) -> Group:
         if policies:
             raise GamesimError(f"{where}: policies = true needs tabular policies; a mode = 'lm' group has none")
         for spec in table["games"]:
-            name, kwargs = parse_spec(spec) if isinstance(spec, str) else (None, {})
-            if name != "sequence" or kwargs.get("ref_seed") is not None:
+            game_name, kwargs = parse_spec(spec) if isinstance(spec, str) else (None, {})
+            if game_name != "sequence" or kwargs.get("ref_seed") is not None:
                 raise GamesimError(f"{where}: a mode = 'lm' group plays sequence games "
                                    f"(e.g. 'sequence:model=tiny,oracle=bt'), without ref_seed; not {spec!r}")
     for alg in table["algorithms"]:
