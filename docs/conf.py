@@ -10,7 +10,7 @@ DOCS = Path(__file__).parent
 sys.path.insert(0, str(DOCS / "_ext"))
 sys.path.insert(0, str(DOCS.parent))  # the checkout's gamesim, installed or not
 
-import gamesim  # noqa: E402
+import gamesim
 
 project = "gamesim"
 author = "the gamesim authors"
@@ -50,3 +50,5 @@ autodoc_default_options = {"members": True, "undoc-members": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 napoleon_use_rtype = False
+html_static_path = ["_static"]
+html_css_files = ["wrap.css"]

@@ -1,6 +1,6 @@
 """The documentation runs: every Python block of each guide, in order, in one namespace (its asserts
 check its prose); a block that shows a file (first line `# docs/…`) is that file, verbatim. The
-tutorial is a MyST notebook, whose code cells the documentation build also executes."""
+tutorials are MyST notebooks, whose code cells the documentation build also executes."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-GUIDES = {"tutorials/tutorial.md": 10, "howto/own_method.md": 6}
+GUIDES = {"tutorials/tutorial.md": 5, "tutorials/dynamics.md": 10, "howto/own_method.md": 6}
 """Each guide (under docs/) and the fewest Python blocks it has."""
 BLOCK = r"```(?:python|\{code-cell\} ipython3)\n(.*?)```"
 """A Python block: plain, or a notebook's code cell."""
@@ -29,12 +29,13 @@ def test_guide_blocks_run(monkeypatch, guide):
         assert (ROOT / "docs" / guide).parent.joinpath(figure).resolve().exists(), figure
 
 
-def test_tutorial_executes_in_the_docs_build():
-    """Every code block of the tutorial is a notebook cell, and the build executes them all and
+@pytest.mark.parametrize("tutorial", [g for g in GUIDES if g.startswith("tutorials/")])
+def test_tutorial_executes_in_the_docs_build(tutorial):
+    """Every code block of a tutorial is a notebook cell, and the build executes them all and
     fails on an error, so the published page shows what this gamesim computes."""
-    text = (ROOT / "docs" / "tutorials" / "tutorial.md").read_text()
+    text = (ROOT / "docs" / tutorial).read_text()
     assert text.startswith("---\njupytext:") and "```python" not in text
-    assert len(re.findall(r"```\{code-cell\} ipython3\n", text)) >= GUIDES["tutorials/tutorial.md"]
+    assert len(re.findall(r"```\{code-cell\} ipython3\n", text)) >= GUIDES[tutorial]
     conf = (ROOT / "docs" / "conf.py").read_text()
     assert 'nb_execution_mode = "force"' in conf and "nb_execution_raise_on_error = True" in conf
 

@@ -40,14 +40,14 @@ def gallery() -> None:
 
 def claims() -> None:
     """docs/theory/claims.md: every registered claim, its source, statement, games and check."""
-    from gamesim.studies.claims import CLAIMS, KINDS  # a build-time import: the registry is the source
+    from gamesim.studies.claims import CLAIMS, KINDS  # built from the registry
 
     lines = ["# What `gamesim verify` checks", "",
-             "Generated at build time from the claims registry (`gamesim.studies.claims.CLAIMS`). "
-             "Each claim is a statement from a paper (`theorem`), gamesim's own derivation (`derivation`) or "
-             "what a paper reports (`observation`); `gamesim verify NAME` measures it on its games, and "
-             "`--quick` on its quick games. A check is a `bound` (measured ≤ allowed) or `sharp` (a measured "
-             "value equals the predicted one to a tolerance).", ""]
+             ("Generated at build time from the claims registry (`gamesim.studies.claims.CLAIMS`). "
+              "Each claim is a statement from a paper (`theorem`), gamesim's own derivation (`derivation`) or "
+              "what a paper reports (`observation`); `gamesim verify NAME` measures it on its games, and "
+              "`--quick` on its quick games. A check is a `bound` (measured ≤ allowed) or `sharp` (a measured "
+              "value equals the predicted one to a tolerance)."), ""]
     for kind in KINDS:
         chosen = [c for c in CLAIMS.values() if c.kind == kind]
         if not chosen:
@@ -56,9 +56,9 @@ def claims() -> None:
         for c in chosen:
             doc = inspect.getdoc(c.check) or ""
             lines += [f"### `{c.name}`", "", f"**Source:** {c.source}", "", f"**Statement:** {c.statement}", "",
-                      f"**Algorithms:** {', '.join(f'`{a}`' for a in c.algorithms)}. "
-                      f"**Games:** {', '.join(f'`{g}`' for g in c.games)} "
-                      f"(quick: {', '.join(f'`{g}`' for g in c.quick_games)}).", ""]
+                      (f"**Algorithms:** {', '.join(f'`{a}`' for a in c.algorithms)}. "
+                       f"**Games:** {', '.join(f'`{g}`' for g in c.games)} "
+                       f"(quick: {', '.join(f'`{g}`' for g in c.quick_games)})."), ""]
             if doc:
                 lines += ["**How it is checked:**", "", "```text", doc, "```", ""]
     _write(DOCS / "theory" / "claims.md", "\n".join(lines))
