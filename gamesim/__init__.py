@@ -2,11 +2,13 @@
 
     >>> import gamesim
     >>> game = gamesim.load_game("cycle3")
-    >>> gamesim.solve(game).policy            # the von Neumann winner, (4, 3, 4)/11
+    >>> gamesim.solve(game).policy * 11       # the von Neumann winner, (4, 3, 4)/11
+    array([4., 3., 4.])
     >>> traj = gamesim.simulate(game, "inpo", eta=0.5, tau=0.1, iterations=1000)
-    >>> traj.metrics["gap_reg"][-1]           # duality gap of the τ-regularized game
+    >>> bool(traj.metrics["gap_reg"][-1] < 1e-12)   # duality gap of the τ-regularized game
+    True
 
-Layers, each importing only those before it (docs/architecture.md): `core` (games, equilibria,
+Layers, each importing only those before it (docs/discussion/architecture.md): `core` (games, equilibria,
 metric kernels, run directories), `dynamics` (updates, losses, algorithms, theory), `bandit`
 (sampled feedback), `engine` (simulate), `lm` (transformer and MLP policies), `studies` (specs,
 figures, claims, mutants, plugins), and on top this package's namespace and the CLI.

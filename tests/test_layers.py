@@ -1,4 +1,4 @@
-"""The import contract (docs/architecture.md): gamesim's layers import only downwards, no module
+"""The import contract (docs/discussion/architecture.md): gamesim's layers import only downwards, no module
 imports itself back through any chain, and every import inside a function says why it is lazy.
 
 Read from the source with `ast`, imports inside functions included, so a back-arrow hidden in a

@@ -28,4 +28,7 @@ def test_readme_starts_with_the_two_commands():
     first = README.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
     assert first[0].endswith("gamesim demo") and first[1].endswith("python -m pytest")
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text()
-    assert "python -m pip install --quiet -e '.[test]'" in ci and ci.strip().endswith("python -m pytest")
+    assert "python -m pip install --quiet -e '.[test]'" in ci and "\npython -m pytest\n" in ci
+    docs = re.search(r"```bash\n(.*?)```", README.split("## Documentation", 1)[1], flags=re.DOTALL).group(1)
+    build = docs.split("&& ", 1)[1].strip()              # the README's one documentation command …
+    assert build.startswith("python -m sphinx -W") and ci.strip().endswith(build)   # … is what CI runs last

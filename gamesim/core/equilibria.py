@@ -105,6 +105,12 @@ def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
     References:
         τ = 0: Dudík et al. 2015 (von Neumann winner), SPPO eq. 3.3, DNO's Minimax Winner;
         τ > 0: NLHF (Munos et al. 2023) Prop. 1 (unique).
+
+    Examples:
+        >>> (solve("cycle3").policy * 11).round(12)        # the von Neumann winner (4, 3, 4)/11
+        array([4., 3., 4.])
+        >>> solve("cycle3", tau=0.1).policy.round(4)       # π*_τ, between it and the uniform π_ref
+        array([0.3371, 0.2835, 0.3794])
     """
     game = load_game(game)
     tau = check_tau(tau)
@@ -140,6 +146,12 @@ def duality_gap(game, policy, tau: float = 0.0) -> float:
     References:
         INPO (Zhang et al. 2024) eq. 3; NLHF (Munos et al. 2023) eq. 2; the computed form
         2τ KL(π‖BR_τ(π)) is derived in `gamesim.core.metrics`.
+
+    Examples:
+        >>> duality_gap("cycle3", [1, 0, 0])                # b beats a 90% of the time: 2·0.9 − 1
+        0.8
+        >>> round(duality_gap("cycle3", [1/3, 1/3, 1/3]) * 15, 12)   # uniform: 2·1.6/3 − 1 = 1/15
+        1.0
     """
     game = load_game(game)
     stack = game.stack_policy(policy)

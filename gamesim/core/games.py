@@ -683,6 +683,11 @@ def load_game(spec) -> PreferenceGame:
     Raises:
         GamesimError: for an unknown name or key (with the closest one), a malformed value, an
             ambiguous bare name, or a bad file (see `load_csv`).
+
+    Examples:
+        >>> game = load_game("cycle3")
+        >>> game.n, game.names, float(game.P[1, 0])
+        (3, ('a', 'b', 'c'), 0.9)
     """
     if isinstance(spec, PreferenceGame):
         return spec

@@ -245,7 +245,7 @@ class Algorithm:
         needs_tau: whether τ > 0 is required (a loss that divides by τ).
 
     References:
-        Each built-in's `citation`; the engine's signature is documented in docs/own_method.md.
+        Each built-in's `citation`; the engine's signature is documented in docs/howto/own_method.md.
     """
 
     name: str
@@ -499,7 +499,7 @@ def register_algorithm(alg: Algorithm) -> Algorithm:
         GamesimError: `alg` is no Algorithm, its name is not a plain name, or the name is taken.
 
     References:
-        docs/own_method.md (a worked example).
+        docs/howto/own_method.md (a worked example).
     """
     if not isinstance(alg, Algorithm):
         raise GamesimError(f"register_algorithm takes a gamesim.dynamics.algorithms.Algorithm, not {type(alg).__name__}")

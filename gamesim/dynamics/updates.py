@@ -54,9 +54,13 @@ def omd_update(log_pi, A, log_ref, eta, tau):
     r"""KL-regularized online mirror descent, which is INPO's closed-form update.
 
     INPO (Zhang et al. 2024) eq. 5, inverse convention η_INPO = 1/η:
+
         π_{t+1}(y) ∝ exp(P(y ≻ π_t)/η_INPO) π_ref(y)^{τ/η_INPO} π_t(y)^{1 − τ/η_INPO};
+
     learning-rate form (NLHF's OMD, Munos et al. 2023 eqs. 7–8):
+
         log π_{t+1} = (1 − ητ) log π_t + ητ log π_ref + η Pπ_t − log Z.
+
     τ = 0 is Hedge / multiplicative weights. Valid for η > 0 and 0 ≤ ητ ≤ 1.
     """
     return _mirror(log_pi, log_ref, eta, tau, matvec(A, jnp.exp(log_pi)))
@@ -66,13 +70,17 @@ def nash_md_update(log_pi, A, log_ref, eta, tau, mix):
     r"""Nash-MD (Munos et al. 2023, eqs. 3–4), learning-rate convention as in the paper.
 
     Geometric mixture π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ} (eq. 3), then the mirror step against it:
+
         π_{t+1}(y) ∝ π^μ_t(y) exp(η P(y ≻ π^μ_t))   (eq. 4).
+
     Theorem 1 uses η_t = 2/(τ(t+2)) (`schedule="theorem"`); with a constant η the iteration
     converges to a biased point (Calandriello et al. 2024 eq. 13 with β = ητ). Valid for η > 0, 0 ≤ ητ ≤ 1.
 
     `mix` = ω is the weight of π_ref in the opponent π^ω_t ∝ π_t^{1−ω} π_ref^ω; the step is
+
         log π_{t+1} = (1 − ητ) log π_t + ητ log π_ref + η Aπ^ω_t − log Z
                     = log π^ω_t + (ητ − ω)(log π_ref − log π_t) + η Aπ^ω_t − log Z,
+
     which is eq. 4 at the paper's ω = ητ (the second form, used here, then adds an exact zero).
     EGPO's code mixes with ω = ητ/2 (`egpo_settings`).
     """
@@ -173,6 +181,7 @@ def nash_md_pg_update(log_pi, A, log_ref, eta, tau, beta):
 
         θ_{t+1} = θ_t + η π_t ⊙ (Aπ'_t − τ d_t − ⟨π_t, Aπ'_t − τ d_t⟩),  π'_t ∝ π_t^{1−β} π_ref^β
         (stop-gradient), d_t = log(π_t/π_ref).
+
     β = 0 is self-play, β = 1 the best response to π_ref. Its stationary points are those of
     IPO-MD (eq. 13 of Calandriello et al. 2024). Valid for η > 0.
     """
