@@ -121,7 +121,7 @@ def figure(game, name: str, traj, eta: float | None, tau: float) -> str:
     from matplotlib.figure import Figure  # no pyplot: figures of concurrent requests stay apart
 
     label, color, ls, _ = ALGORITHM_STYLE.get(name, (name, OKABE_ITO[0], "-", "o"))
-    with matplotlib.rc_context(STYLE | {"svg.hashsalt": "gamesim-explore"}):
+    with matplotlib.rc_context(STYLE | {"svg.hashsalt": "gamesim-explore", "svg.fonttype": "none"}):
         fig = Figure(figsize=(9.5, 3.8))
         FigureCanvasSVG(fig)
         left, right = fig.subplots(1, 2, width_ratios=(1, 1.25))
