@@ -142,8 +142,9 @@ def _honour_sigterm(own_process: bool) -> None:
     signal.set_wakeup_fd(signalled.fileno(), warn_on_full_buffer=False)
 
     def watch():
-        while signal.SIGTERM not in wake.recv(64):
-            pass
+        with wake, signalled:  # the wakeup end lives with the watcher: collected, its fd would close (and be reused)
+            while signal.SIGTERM not in wake.recv(64):
+                pass
         time.sleep(SIGTERM_GRACE)
         os._exit(143)
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -147,13 +148,9 @@ def test_the_page_in_a_headless_browser(tmp_path):
 
     plugin = tmp_path / "half.py"
     plugin.write_text(PLUGIN)
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([sys.executable, "-m", "gamesim.cli", "explore", "--no-browser", "--port", "0",
-                               "--plugin", str(plugin)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    server, url = start_server("--plugin", str(plugin))
     browser = None
     try:
-        url = server.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), server.stderr.read()
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
         for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
@@ -189,3 +186,35 @@ def test_the_page_in_a_headless_browser(tmp_path):
         server.send_signal(signal.SIGTERM)
         code = server.wait(timeout=30)
     assert code == 0, server.stderr.read()
+
+
+def start_server(*flags):
+    """`gamesim explore --no-browser --port 0 FLAGS` in its own process, and its printed URL."""
+    server = subprocess.Popen([sys.executable, "-m", "gamesim.cli", "explore", "--no-browser", "--port", "0", *flags],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=os.environ | {"PYTHONPATH": str(ROOT)})
+    url = server.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), server.stderr.read()
+    return server, url
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the server's CPU time from /proc")
+def test_an_idle_server_spends_no_cpu_and_stops_on_sigterm():
+    """Waiting for the page's requests costs nothing (the command line's SIGTERM watcher sleeps on
+    its socket, it does not spin), and SIGTERM stops the server at once with exit 0."""
+    server, url = start_server()
+
+    def cpu_seconds():
+        fields = Path(f"/proc/{server.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    try:
+        urllib.request.urlopen(url, timeout=30).read()
+        before = cpu_seconds()
+        time.sleep(2)
+        assert cpu_seconds() - before < 0.2
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+    stderr = server.stderr.read()
+    assert code == 0 and stderr.strip() == "gamesim explore: stopped", stderr
