@@ -108,7 +108,8 @@ def test_a_registered_algorithm_is_offered_and_runs_as_written(monkeypatch):
 
 
 def test_the_server_answers_bad_requests_and_keeps_serving():
-    """Over HTTP: a bad matrix is 400 with the message, and the next good request still runs."""
+    """Over HTTP: a bad matrix is 400 with the message, the next good request still runs, and a
+    request that names another host (a web page's DNS rebinding) is refused."""
     server = explore.ThreadingHTTPServer(("127.0.0.1", 0), explore._Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/api/run?"
@@ -118,6 +119,10 @@ def test_the_server_answers_bad_requests_and_keeps_serving():
         assert bad.value.code == 400 and "complementary" in json.loads(bad.value.read())["error"]
         with urllib.request.urlopen(url + urllib.parse.urlencode(BASE), timeout=60) as good:
             assert json.loads(good.read())["final"]["gap"] == pytest.approx(0.0245, abs=1e-4)
+        rebound = urllib.request.Request(url + urllib.parse.urlencode(BASE), headers={"Host": "attacker.example:80"})
+        with pytest.raises(urllib.error.HTTPError) as foreign:  # a web page reaching the server by DNS rebinding
+            urllib.request.urlopen(rebound, timeout=60)
+        assert foreign.value.code == 403
     finally:
         server.shutdown()
         server.server_close()

@@ -42,6 +42,8 @@ DEFAULTS = {"game": "cycle3", "algorithm": "inpo", "eta": "0.5", "tau": "0.1", "
 CURVES = (("gap", "gap, last iterate", "-"), ("gap_avg", "gap, average iterate", "--"),
           ("gap_reg", "τ-reg. gap, last iterate", "-"), ("gap_reg_avg", "τ-reg. gap, average iterate", "--"))
 SHOWN = ("gap", "gap_avg", "gap_reg", "gap_reg_avg", "kl_to_eq")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+"""Host headers the server answers (with a port): another name reaching 127.0.0.1 is a page's DNS rebinding."""
 SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 _LOCK = threading.Lock()  # one run at a time: the cores go to it, and rc_context changes matplotlib's global settings
 
@@ -168,7 +170,11 @@ def respond(target: str) -> tuple[int, str, bytes]:
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # http.server calls it by this name
         try:
-            status, kind, body = respond(self.path)
+            if self.headers.get("Host", "").rpartition(":")[0] not in LOCAL_HOSTS:  # a web page's DNS rebinding
+                status, kind = HTTPStatus.FORBIDDEN, "application/json"
+                body = json.dumps({"error": "gamesim explore answers its own page only: open it at 127.0.0.1"}).encode()
+            else:
+                status, kind, body = respond(self.path)
         except Exception as exc:  # a bug, not bad input: say so in the page, keep serving
             status, kind = HTTPStatus.INTERNAL_SERVER_ERROR, "application/json"
             body = json.dumps({"error": f"internal error ({type(exc).__name__}: {exc}); please report it"}).encode()
