@@ -98,7 +98,7 @@ def test_a_registered_algorithm_is_offered_and_runs_as_written(monkeypatch):
     doubled = Algorithm("test-explore-double", lambda s, A, r, eta, tau, t, p: omd.step(s, A, r, 2 * eta, tau, t, p),
                         "a test", "π*_τ")
     monkeypatch.setitem(ALGORITHMS, doubled.name, doubled)
-    status, kind, body = explore.respond("/api/options")
+    body = explore.respond("/api/options")[2]
     assert doubled.name in [a["name"] for a in json.loads(body)["algorithms"]]
     _, mine = ask(algorithm=doubled.name, eta="0.2", iterations="100")
     _, same = ask(algorithm="omd", eta="0.4", iterations="100")
@@ -163,7 +163,7 @@ def test_the_page_in_a_headless_browser(tmp_path):
         browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
         browser.get(url)
         wait = WebDriverWait(browser, 60)
-        shown = lambda: (browser.find_element("id", "figure").get_attribute("innerHTML"),  # noqa: E731
+        shown = lambda: (browser.find_element("id", "figure").get_attribute("innerHTML"),
                          browser.find_element("id", "gap").text)
         wait.until(lambda b: "<svg" in shown()[0] and shown()[1])
         first = shown()
