@@ -73,8 +73,9 @@ def test_a_typed_matrix_is_the_game():
     ({"eta": "fast"}, "eta must be a number"),
     ({"iterations": "777"}, "iterations must be one of"),
     ({"init": "0.5 0.6 0.1"}, "sum"),
-    ({"game": "random:n=10"}, "has 10"),
-    ({"game": "nosuchgame"}, "unknown"),
+    ({"game": "random:n=10"}, "valid: rps, cycle3"),
+    ({"game": "cycle33"}, "did you mean 'cycle3'"),
+    ({"game": "/etc/passwd"}, "unknown game"),  # no files from the disk: the page offers built-ins and a typed matrix
 ])
 def test_bad_input_is_400_with_gamesim_s_message(changes, message):
     status, answer = ask(**changes)

@@ -14,6 +14,7 @@ few loop shapes only (about 1.5 s the first time, milliseconds after).
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -28,6 +29,7 @@ import numpy as np
 
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import BUILTINS, PreferenceGame, load_game
+from gamesim.core.names import check_keys
 from gamesim.dynamics.algorithms import ALGORITHMS
 from gamesim.engine.results import dumps
 from gamesim.engine.simulation import simulate
@@ -48,6 +50,7 @@ SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 _LOCK = threading.Lock()  # one run at a time: the cores go to it, and rc_context changes matplotlib's global settings
 
 
+@functools.cache
 def games() -> dict[str, list]:
     """The built-in games without parameters that have 3 responses: name → P as nested lists."""
     out = {}
@@ -86,16 +89,15 @@ def _number(query: dict, key: str) -> float:
 
 
 def game_of(query: dict) -> PreferenceGame:
-    """The query's game: `matrix` (3 × 3, typed) if given, else the built-in `game`."""
+    """The query's game: `matrix` (3 × 3, typed) if given, else `game`, one of `games()`."""
     if query.get("matrix", "").strip():
         P = parse_numbers(query["matrix"], "matrix")
         if P.shape != (3, 3):
             raise GamesimError(f"the matrix must be 3 × 3 (three rows of three numbers), not {'×'.join(map(str, P.shape))}")
         return PreferenceGame(P)
-    game = load_game(query.get("game", DEFAULTS["game"]))
-    if game.n != 3:
-        raise GamesimError(f"explore draws 3-response games; {game.label} has {game.n}")
-    return game
+    name = query.get("game", DEFAULTS["game"])
+    check_keys([name], list(games()), "game (a built-in with 3 responses; or type a matrix)")  # no files: the page offers these
+    return load_game(name)
 
 
 def run(query: dict) -> tuple[dict, str]:
@@ -105,9 +107,9 @@ def run(query: dict) -> tuple[dict, str]:
     algorithm = ALGORITHMS.get(name)
     eta = _number(query, "eta") if algorithm is None or algorithm.learning_rate else None
     tau = _number(query, "tau")
-    iterations = int(_number(query, "iterations"))
-    if iterations not in ITERATIONS:
+    if (iterations := _number(query, "iterations")) not in ITERATIONS:
         raise GamesimError(f"iterations must be one of {', '.join(map(str, ITERATIONS))}, not {query['iterations']}")
+    iterations = int(iterations)
     init = parse_numbers(query["init"], "π_0") if query.get("init", "").strip() else None
     with _LOCK:
         traj = simulate(game, name, eta=eta, tau=tau, iterations=iterations, record_every=iterations // RECORDS,
