@@ -92,6 +92,7 @@ def test_unknown_paths_are_404_and_the_page_ships():
     assert "studies/*.html" in (ROOT / "pyproject.toml").read_text()  # shipped as package data
 
 
+@pytest.mark.slow  # compiles two more loops
 def test_a_registered_algorithm_is_offered_and_runs_as_written(monkeypatch):
     """An algorithm registered after start (as --plugin does) is in the options and runs its own
     step: OMD at twice the learning rate, so its run at η is OMD's at 2η, not OMD's at η."""
@@ -204,6 +205,7 @@ def start_server(*flags):
     return server, url
 
 
+@pytest.mark.slow  # a server process and 2 s of waiting
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the server's CPU time from /proc")
 def test_an_idle_server_spends_no_cpu_and_stops_on_sigterm():
     """Waiting for the page's requests costs nothing (the command line's SIGTERM watcher sleeps on
