@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -226,3 +227,16 @@ def test_an_idle_server_spends_no_cpu_and_stops_on_sigterm():
         code = server.wait(timeout=30)
     stderr = server.stderr.read()
     assert code == 0 and stderr.strip() == "gamesim explore: stopped", stderr
+
+
+def test_a_bad_or_busy_port_is_a_one_line_error(capsys):
+    from gamesim.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for flag, message in ((str(port), "cannot listen on 127.0.0.1:"), ("70000", "--port must be in 0..65535")):
+            assert main(["explore", "--no-browser", "--port", flag]) == 2
+            err = capsys.readouterr().err
+            assert message in err and err.count("\n") == 1

@@ -194,6 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
 def serve(port: int = 0, open_browser: bool = True) -> int:
     """Serve the page on 127.0.0.1:port (0: a free port), print its URL, open it unless told not to;
     Ctrl-C or SIGTERM (KeyboardInterrupt, see the CLI) stops the server."""
+    if not 0 <= port <= 65535:
+        raise GamesimError(f"--port must be in 0..65535 (0: any free one), not {port}")
     try:
         server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     except OSError as exc:
