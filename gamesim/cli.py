@@ -1,4 +1,5 @@
-"""The `gamesim` command line: games, solve, run, plot, compare, algorithms, verify, study, reproduce, lm, demo.
+"""The `gamesim` command line: games, solve, run, plot, compare, algorithms, verify, study, reproduce, lm, demo,
+explore.
 
 User errors print one line on stderr and exit with code 2. The commands' modules (the engine,
 studies, claims, the transformer mode) are imported inside the commands, so `gamesim --help`,
@@ -137,8 +138,9 @@ def _honour_sigterm(own_process: bool) -> None:
     signal.set_wakeup_fd(signalled.fileno(), warn_on_full_buffer=False)
 
     def watch():
-        while signal.SIGTERM not in wake.recv(64):
-            pass
+        with wake, signalled:  # the wakeup end lives with the watcher: collected, its fd would close (and be reused)
+            while signal.SIGTERM not in wake.recv(64):
+                pass
         time.sleep(SIGTERM_GRACE)
         os._exit(143)
 
@@ -290,6 +292,13 @@ def _build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="INPO, Nash-MD and SPPO on the 3-cycle game, side by side")
     d.add_argument("--iterations", type=int, default=3000)
     d.set_defaults(command=cmd_demo)
+
+    e = sub.add_parser("explore", help="an interactive page in your browser: a 3-response game, an algorithm, "
+                                       "eta and tau, and the run's trajectory and gaps")
+    e.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default 0: any free one; the URL is printed)")
+    e.add_argument("--no-browser", action="store_true", help="print the URL only, do not open a browser")
+    _plugin_flag(e)
+    e.set_defaults(command=cmd_explore)
     return p
 
 
@@ -591,6 +600,12 @@ def cmd_lm_run(args) -> int:
     final = {k: float(v[-1]) for k, v in result.items() if k not in ("params", "interrupted", "iteration")}
     print(dumps(final))
     return 0
+
+
+def cmd_explore(args) -> int:
+    from gamesim.studies.explore import serve  # a command's own module (loads JAX and matplotlib)
+
+    return serve(args.port, open_browser=not args.no_browser)
 
 
 def _raise_interrupt(signum, frame):

@@ -417,10 +417,14 @@ def _final(ax, panel, study, results):
     _finish(ax, panel, xlabel, f"{AXIS_LABELS.get(metric, metric)}, final", logx=True)
 
 
+SIMPLEX_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
+"""Where the three pure policies sit: a policy π is drawn at πᵀ SIMPLEX_CORNERS."""
+
+
 def draw_simplex(ax, names=None) -> np.ndarray:
     """The probability simplex of 3 responses as an equilateral triangle on `ax`, its corners
-    labelled by `names`; returns the corners (3, 2), so that a policy π is drawn at π @ corners."""
-    corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
+    labelled by `names`; returns SIMPLEX_CORNERS."""
+    corners = SIMPLEX_CORNERS
     ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.3", lw=0.8)
     for name, (cx, cy), dy in zip(names or "012", corners, (-0.06, -0.06, 0.03)):
         ax.text(cx, cy + dy, name, ha="center", fontsize=9)
@@ -432,28 +436,37 @@ def draw_simplex(ax, names=None) -> np.ndarray:
 
 
 def _simplex(ax, panel, study, results):
-    from gamesim.core.equilibria import solve  # scipy.optimize loads when a simplex panel marks equilibria
-
     gname = _group_names(panel, study.groups)[0]
     group = study.groups[gname]
     game = load_game(panel.get("select", {}).get("game", group.axes["game"][0]))
-    if game.n != 3:
-        raise GamesimError(f"a simplex panel draws 3-response games; {game.label} has {game.n}")
-    corners = draw_simplex(ax, game.names)
     hues, pol, _, _ = _lines(panel, study, results, "policy", gname)
     hue = panel.get("hue", "algorithm")
-    for i, value in enumerate(hues):
-        color, ls = _color(hue, value, i)
-        xy = pol[i, 0, :, 0, :] @ corners  # the first run on the line; context 0
-        ax.plot(*xy.T, color=color, ls=ls, lw=1.0, alpha=0.85, label=_hue_label(group, hue, value))
-        ax.plot(*xy[-1], "s", color=color, ms=5)
-    ax.plot(*(pol[0, 0, 0, 0] @ corners), "o", color="0.2", ms=5, mfc="none", label="start π₀")
-    for tau in panel.get("equilibria", [0.0]):
-        xy = solve(game, tau).policy @ corners
-        ax.plot(*xy, "*", color="k" if tau == 0 else "0.5", ms=11, label=f"π*_τ, τ = {tau:g}" if tau else "von Neumann winner")
+    paths = [(pol[i, 0, :, 0, :], *_color(hue, value, i), _hue_label(group, hue, value))  # first run on the line; context 0
+             for i, value in enumerate(hues)]
+    simplex(ax, game, paths, panel.get("equilibria", [0.0]))
     ax.set_title(panel.get("title", game.label))
     if panel.get("legend", True):
         ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7.5)
+
+
+def simplex(ax, game, paths, taus=(0.0,)) -> None:
+    """Draw policies of a 3-response game as paths in the probability simplex: each path
+    (policies (R, 3), colour, line style, label) from a circle at its π_0 (the first path's,
+    labelled) to a square at its end, and a star at solve(game, τ) for each τ in `taus`."""
+    from gamesim.core.equilibria import solve  # scipy.optimize loads when a simplex marks equilibria
+
+    if game.n != 3:
+        raise GamesimError(f"a simplex draws 3-response games; {game.label} has {game.n}")
+    corners = draw_simplex(ax, game.names)
+    for policies, color, ls, label in paths:
+        xy = np.asarray(policies) @ corners
+        ax.plot(*xy.T, color=color, ls=ls, lw=1.0, alpha=0.85, label=label)
+        ax.plot(*xy[-1], "s", color=color, ms=5)
+    if paths:
+        ax.plot(*(np.asarray(paths[0][0])[0] @ corners), "o", color="0.2", ms=5, mfc="none", label="start π₀")
+    for tau in taus:
+        xy = solve(game, tau).policy @ corners
+        ax.plot(*xy, "*", color="k" if tau == 0 else "0.5", ms=11, label=f"π*_τ, τ = {tau:g}" if tau else "von Neumann winner")
 
 
 def _heatmap(ax, panel, study, results):

@@ -113,8 +113,8 @@ class Study:
 
 
 PACKAGE = Path(__file__).resolve().parents[1]
-UNFINGERPRINTED = ("studies/plots.py", "cli.py")
-"""Sources that cannot change a result (the drawing and the command line), left out of the fingerprint."""
+UNFINGERPRINTED = ("studies/plots.py", "studies/explore.py", "cli.py")
+"""Sources that cannot change a result (the drawing, the explore page and the command line), left out of the fingerprint."""
 
 
 def fingerprinted_sources() -> list[Path]:
