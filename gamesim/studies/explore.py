@@ -33,7 +33,7 @@ from gamesim.core.names import check_keys
 from gamesim.dynamics.algorithms import ALGORITHMS
 from gamesim.engine.results import dumps
 from gamesim.engine.simulation import simulate
-from gamesim.studies.plots import ALGORITHM_STYLE, OKABE_ITO, STYLE, _positive, simplex
+from gamesim.studies.plots import ALGORITHM_STYLE, OKABE_ITO, STYLE, positive, simplex
 
 PAGE = Path(__file__).with_name("explore.html")
 ITERATIONS = (100, 300, 1000, 3000)
@@ -140,7 +140,7 @@ def figure(game, name: str, traj, eta: float | None, tau: float) -> str:
         for (key, text, style), c in zip(CURVES, OKABE_ITO):
             if tau == 0 and key.startswith("gap_reg"):  # the same as the gaps at τ = 0
                 continue
-            right.plot(traj.iterations, _positive(traj.metrics[key]), color=c, ls=style, label=text)
+            right.plot(traj.iterations, positive(traj.metrics[key]), color=c, ls=style, label=text)
         right.set_yscale("log")
         right.yaxis.set_major_formatter(lambda y, _: f"10{round(math.log10(y))}".translate(SUPERSCRIPTS))  # not mathtext's
         right.set_xlabel("iteration t")
