@@ -25,6 +25,8 @@ extensions = [
     "sphinx_copybutton",
     "plain_docstrings",  # docs/_ext: plain-text maths in docstrings, escaped for reStructuredText
     "generated_pages",  # docs/_ext: the gallery (experiments/*.toml) and the claims page (the registry)
+    "execution_budget",  # docs/_ext: a notebook that executes for over a minute fails the build
+    "sphinx_togglebutton",  # the lectures' solutions (`:class: dropdown` admonitions) open on a click
 ]
 exclude_patterns = ["_build", "jupyter_execute", ".jupyter_cache", "examples", "**/.ipynb_checkpoints"]
 
