@@ -33,7 +33,7 @@ exclude_patterns = ["_build", "jupyter_execute", ".jupyter_cache", "examples", "
 html_theme = "furo"
 html_title = f"gamesim {release}"
 
-myst_enable_extensions = ["colon_fence", "deflist"]
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath"]  # $…$ and $$…$$ maths in pages and notebooks
 myst_heading_anchors = 3
 
 # Notebooks (tutorials, lectures) execute at every build: "force", because CI builds from a clean

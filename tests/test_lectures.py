@@ -26,4 +26,5 @@ def test_the_build_executes_every_notebook_within_a_minute():
     conf = (DOCS / "conf.py").read_text()
     assert 'nb_execution_mode = "force"' in conf and "nb_execution_raise_on_error = True" in conf
     assert '"execution_budget"' in conf
+    assert '"dollarmath"' in conf  # the lectures write their maths as $…$: without it the page shows the TeX source
     assert "BUDGET_S = 60\n" in (DOCS / "_ext" / "execution_budget.py").read_text()
