@@ -22,7 +22,7 @@ from gamesim.core.games import load_game
 from gamesim.core.metrics import METRICS, SAMPLED_METRICS
 from gamesim.core.names import check_keys
 from gamesim.core.rundir import read
-from gamesim.studies.plots import AXIS_LABELS, OKABE_ITO, STYLE, draw_simplex, positive
+from gamesim.studies.plots import AXIS_LABELS, OKABE_ITO, STYLE, positive, simplex
 
 DEFAULT_METRICS = ("gap", "gap_reg", "kl_to_eq")
 """What `plot` and `compare` show when no --metric is given (those every run records)."""
@@ -135,7 +135,7 @@ def plot_runs(runs: list[Run], metrics: list[str], out, x: str = "iteration") ->
 def figure(runs: list[Run], metrics: list[str], x: str = "iteration"):
     """One panel per metric (log y where the values are ≥ 0 and span more than a decade; a
     transformer run's 95% interval as a band), one line per run, and the simplex trajectory when
-    every run is a tabular 3-response run; returns the matplotlib Figure."""
+    every run played the same 3-response game; returns the matplotlib Figure."""
     import matplotlib  # matplotlib loads when a figure is drawn
 
     matplotlib.use("Agg")
@@ -143,7 +143,8 @@ def figure(runs: list[Run], metrics: list[str], x: str = "iteration"):
 
     if x == "queries" and not all("queries" in r.metrics for r in runs):
         raise GamesimError("--x queries needs sampled-feedback runs (`--feedback sampled`), which count their queries")
-    simplex = all(r.policies is not None and r.policies.ndim == 2 and r.policies.shape[-1] == 3 for r in runs)
+    game = _shared_game(runs) if all(r.policies is not None and r.policies.ndim == 2 for r in runs) else None
+    simplex = game is not None and game.n == 3
     names = labels(runs)
     panels = len(metrics) + simplex
     with matplotlib.rc_context(STYLE), warnings.catch_warnings():
@@ -152,7 +153,7 @@ def figure(runs: list[Run], metrics: list[str], x: str = "iteration"):
         for ax, metric in zip(axes[0], metrics):
             _metric_panel(ax, runs, names, metric, x)
         if simplex:
-            _simplex_panel(axes[0][-1], runs, names)
+            _simplex_panel(axes[0][-1], runs, names, game)
         fig.tight_layout()
     return fig
 
@@ -176,22 +177,22 @@ def _metric_panel(ax, runs, names, metric, x):
     ax.legend(fontsize=7)
 
 
-def _simplex_panel(ax, runs, names):
-    game = _game(runs[0])
-    corners = draw_simplex(ax, game.names if game is not None else None)
-    for i, (r, name) in enumerate(zip(runs, names)):
-        xy = r.policies @ corners
-        line, = ax.plot(*xy.T, lw=1.0, label=name, color=OKABE_ITO[i % len(OKABE_ITO)])
-        ax.plot(*xy[0], "o", mfc="none", color=line.get_color(), ms=5)
-        ax.plot(*xy[-1], "s", color=line.get_color(), ms=5)
+def _simplex_panel(ax, runs, names, game):
+    """The runs' paths in the simplex of their (shared) game, with π*_τ at each of their τs."""
+    paths = [(r.policies, OKABE_ITO[i % len(OKABE_ITO)], "-", name) for i, (r, name) in enumerate(zip(runs, names))]
+    simplex(ax, game, paths, sorted({float(r.settings.get("tau") or 0.0) for r in runs}))
     ax.set_title("π_t on the simplex (○ start, ■ last record)")
 
 
-def _game(run: Run):
-    """The run's game for its response names, or None when its spec no longer loads (a moved CSV)."""
+def _shared_game(runs: list[Run]):
+    """The runs' game when they all played the same one and its spec still loads (a CSV may have
+    moved), else None: the simplex panel marks that game's equilibria."""
+    specs = {r.settings.get("game") for r in runs}
+    if len(specs) != 1 or None in specs:
+        return None
     try:
-        return load_game(run.settings["game"])
-    except (GamesimError, KeyError):
+        return load_game(specs.pop())
+    except GamesimError:
         return None
 
 
