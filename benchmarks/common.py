@@ -38,3 +38,11 @@ def log_softmax_and_sums(logits, log_ref, sums):
     pi = np.exp(log_pi)
     sum_pi, sum_kl, sum_log = sums
     return log_pi, pi, (sum_pi + pi, sum_kl + (pi * (log_pi - log_ref)).sum(-1), sum_log + log_pi - log_ref)
+
+
+def mark(ratio, at_most=None, at_least=None):
+    """A ratio as text, with ✗ when it misses its target; "—" when there is no ratio."""
+    if ratio is None:
+        return "—"
+    missed = (at_most is not None and ratio > at_most) or (at_least is not None and ratio < at_least)
+    return f"{ratio:.3g}x{' ✗' if missed else ''}"

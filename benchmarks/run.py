@@ -66,6 +66,7 @@ import tempfile
 import time
 
 import common
+from common import mark
 import engine
 import numpy as np
 
@@ -95,14 +96,6 @@ def best_of(repeats, fn):
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
-
-
-def mark(ratio, at_most=None, at_least=None):
-    """A ratio as text, with ✗ when it misses its target; "—" when there is no ratio."""
-    if ratio is None:
-        return "—"
-    missed = (at_most is not None and ratio > at_most) or (at_least is not None and ratio < at_least)
-    return f"{ratio:.3g}x{' ✗' if missed else ''}"
 
 
 def ns(x):

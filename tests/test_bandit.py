@@ -80,6 +80,33 @@ def test_exact_fit_is_the_empirical_minimizer(name, recipe):
                                    atol=1e-8)  # measured ≤ 9.2e-10 (where BFGS stops); 10× to spare
 
 
+@pytest.mark.parametrize("n, N", [(40, 8), (1024, 128), (6, 3), (5, 40)])
+def test_least_squares_fit_on_the_touched_responses_is_the_full_pseudo_inverse(n, N):
+    """When 2N < n the fit works on the responses the pairs touch (the transformer study's table,
+    n = 1024, N = 128); it equals numpy's minimum-norm solution on the full n×n Laplacian, several
+    components and repeated pairs included, and the untouched responses stay at the anchor."""
+    rng = np.random.default_rng(n)
+    first, second = rng.integers(0, n, N), rng.integers(0, n, N)
+    second[0] = first[0]  # a self-comparison: no edge
+    first[1], second[1] = first[2], second[2]  # a repeated pair
+    labels, weights = rng.integers(0, 2, N).astype(float), rng.uniform(0.5, 2.0, N)
+    with jax.enable_x64(True):
+        data = feedback.Pairs(jnp.asarray(first), jnp.asarray(second), jnp.asarray(labels), jnp.asarray(weights))
+        anchor = rng.standard_normal(n)
+        theta, _ = jax.jit(lambda d, c: bandit.exact_fit("inpo", d, c, 0.7, None))(data, jnp.asarray(anchor))
+    L, b = np.zeros((n, n)), np.zeros(n)
+    for i, j, label, w in zip(first, second, labels, weights):
+        L[i, i] += w
+        L[j, j] += w
+        L[i, j] -= w
+        L[j, i] -= w
+        b[i] += w * 0.7 * (label - 0.5)
+        b[j] -= w * 0.7 * (label - 0.5)
+    np.testing.assert_allclose(theta, anchor + np.linalg.pinv(L, hermitian=True) @ b, rtol=0, atol=1e-12)
+    untouched = np.setdiff1d(np.arange(n), np.r_[first, second])
+    assert np.array_equal(np.asarray(theta)[untouched], anchor[untouched])
+
+
 @pytest.mark.slow
 def test_sampled_inpo_step_approaches_the_omd_step_like_one_over_sqrt_n():
     """Soft oracle, exact fitter: one sampled INPO step from π_ref differs from the exact OMD step by
