@@ -175,3 +175,52 @@ def test_without_a_certificate_the_lp_answers(monkeypatch):
     A = np.array([[0, 0, -1, 1], [0, 0, -1, 1], [1, 1, 0, -1], [-1, -1, 1, 0.0]])
     eq = solve(from_payoff(A))
     assert eq.method == "lp+max-support" and np.all(eq.policy > 0.05)
+
+
+def _generic_antisymmetric(n, seed=0):
+    L = np.tril(np.random.default_rng(seed).uniform(-1, 1, (n, n)), -1)
+    return L - L.T
+
+
+@pytest.mark.parametrize("n", [50, 300, 1000])
+def test_large_generic_games_are_certified_and_match_highs(n):
+    """The benchmark's games (A = L − Lᵀ, seed 0; Gondzio's correctors from n = 200): certified by the
+    interior-point path, provably the only equilibrium, and HiGHS's (n ≤ 300: its LP takes 5–20 s at 1000)."""
+    from scipy.optimize import linprog
+
+    from gamesim.core.equilibria import _unique, _von_neumann_winner
+
+    A = _generic_antisymmetric(n)
+    pi, method = _von_neumann_winner(A)
+    assert method == "interior-point"
+    assert (A @ pi).max() <= 1e-10 and pi.min() >= 0 and abs(pi.sum() - 1) <= 1e-12
+    assert _unique(A, pi)
+    if n <= 300:
+        res = linprog(np.r_[np.zeros(n), 1.0], A_ub=np.c_[A, -np.ones(n)], b_ub=np.zeros(n),
+                      A_eq=np.r_[np.ones(n), 0.0][None], b_eq=[1.0], bounds=[(0, None)] * n + [(None, None)],
+                      method="highs")
+        np.testing.assert_allclose(pi, res.x[:n], atol=1e-11)
+
+
+@pytest.mark.parametrize("kind", ["copies", "sign", "rank2"])
+def test_large_degenerate_games_keep_the_maximal_support(kind):
+    """n = 300 (the corrector path) made degenerate as in the property test above (all three are
+    certified, the copies and rank-2 ones through the least-squares projection): the certified
+    support is the two-LP path's maximal support."""
+    from gamesim.core.equilibria import _certified_support_solution, _lp_winner
+
+    n, rng = 300, np.random.default_rng(1)
+    if kind == "rank2":
+        u, w = rng.standard_normal((2, n))
+        A = np.outer(u, w) - np.outer(w, u)
+    else:
+        A = _generic_antisymmetric(n, seed=1)
+        A = np.sign(A) if kind == "sign" else A
+    if kind == "copies":  # copies of responses in the support: several equilibria
+        support = np.flatnonzero(_lp_winner(A)[0] > 1e-9)
+        idx = np.r_[np.arange(n), support[:3]]
+        A = A[np.ix_(idx, idx)]
+    pi = _certified_support_solution(A)
+    lp, _ = _lp_winner(A)
+    assert 2 * (A @ pi).max() <= 1e-12 and pi.min() >= 0 and abs(pi.sum() - 1) <= 1e-12
+    np.testing.assert_array_equal(pi > 0, lp > 1e-9)

@@ -6,9 +6,10 @@ maximal support (its relative interior).
 
 Fast path (`_interior_point`): since A is skew-symmetric, π ≥ 0, Σπ = 1, s = −Aπ ≥ 0 is a
 monotone linear complementarity problem whose every feasible point is an equilibrium
-(πᵀs = −πᵀAπ = 0). A primal-dual interior-point method (Mehrotra predictor-corrector, one dense
-LU of diag(s/π) − A per iteration) follows its central path, whose limit is strictly
-complementary (Goldman-Tucker): the support S = {y: π_y > s_y} is read off once every response
+(πᵀs = −πᵀAπ = 0). A primal-dual interior-point method (Mehrotra 1992 predictor-corrector, one dense
+LU of diag(s/π) − A per iteration; from n = 200 up to two of Gondzio's 1996 centrality correctors,
+each one more solve with that LU, which take n = 1000 from 19 iterations to 14) follows its
+central path, whose limit is strictly complementary (Goldman-Tucker): the support S = {y: π_y > s_y} is read off once every response
 is separated (π_y/s_y or s_y/π_y > 100). π_S is then solved from A_SS π_S = v·1, Σπ_S = 1 (or, for
 a singular system, the least-squares projection of the interior point onto it) and accepted when
 it certifies itself: π_S > 0, |Aπ| ≤ 1e-12 on S and Aπ < 0 strictly off S. Strictness makes the
@@ -196,6 +197,19 @@ _IPM_MIN_MU = 1e-300
 """μ below this has underflowed (near the smallest normal float64, 2.2e-308): stop, the LP takes over."""
 _IPM_STEP_FRACTION = 0.99
 """The corrector goes this fraction of the way to the boundary, keeping π, s > 0 (the usual choice)."""
+_GONDZIO_CORRECTORS = 2
+"""Gondzio's multiple centrality correctors per iteration (Gondzio 1996), each one more solve with the
+iteration's LU (n² against its n³): at n = 1000 they cut the iterations from 19 to 14 (a third more
+would save none)."""
+_GONDZIO_MIN_N = 200
+"""... used from this n on: below it a factorization costs about what a corrector's Python does, and
+the iterations saved (11 to 9 at n = 100) do not pay."""
+_GONDZIO_STRETCH = 2.0
+"""A corrector aims at the step this many times the current one (capped at 1) ..."""
+_GONDZIO_BOX = 10.0
+"""... moving the products π_y s_y there into [σμ/this, σμ·this] (Gondzio's β_min = 0.1, β_max = 10) ..."""
+_GONDZIO_GAIN = 0.1
+"""... and is kept if it lengthens the step by this fraction of the stretch asked for (Gondzio's γ)."""
 _IPM_START_OFFSET = 1.0
 """The start v = this + max|Aπ_0| makes s = v·1 − Aπ_0 ≥ 1 componentwise, well inside the cone."""
 _LP_SUPPORT = 1e-9
@@ -283,7 +297,7 @@ def _support_system(A: np.ndarray, S: np.ndarray, x: np.ndarray) -> np.ndarray |
 
 def _interior_point(A: np.ndarray, max_iter: int = _IPM_MAX_ITERATIONS) -> tuple[np.ndarray | None,
                                                                                   np.ndarray | None]:
-    """Primal-dual interior point (Mehrotra) for π ≥ 0, s = v·1 − Aπ ≥ 0, Σπ = 1, π∘s = 0; returns
+    """Primal-dual interior point (Mehrotra 1992, with Gondzio's 1996 correctors) for π ≥ 0, s = v·1 − Aπ ≥ 0, Σπ = 1, π∘s = 0; returns
     (π, s) once every pair is separated by a factor _IPM_SEPARATION with μ = πᵀs/n and the residuals
     below _IPM_TOLERANCE, (None, None) if that does not happen (the LP fallback takes over)."""
     n = A.shape[0]
@@ -292,6 +306,7 @@ def _interior_point(A: np.ndarray, max_iter: int = _IPM_MAX_ITERATIONS) -> tuple
     s = v - A @ x
     ones, minus_A = np.ones(n), -A
     diagonal = np.diag_indices(n)
+    correctors = _GONDZIO_CORRECTORS if n >= _GONDZIO_MIN_N else 0
     for _ in range(max_iter):
         r_s, r_e = s - v + A @ x, x.sum() - 1.0
         mu = x @ s / n
@@ -319,8 +334,22 @@ def _interior_point(A: np.ndarray, max_iter: int = _IPM_MAX_ITERATIONS) -> tuple
         dx, ds, _ = direction(-x * s)  # predictor (affine scaling), then Mehrotra's corrector
         alpha = min(1.0, step_to_boundary(dx, ds))
         sigma = ((x + alpha * dx) @ (s + alpha * ds) / n / mu) ** 3  # Mehrotra's centering σ = (μ_aff/μ)³
-        dx, ds, dv = direction(sigma * mu - x * s - dx * ds)
-        alpha = min(1.0, _IPM_STEP_FRACTION * step_to_boundary(dx, ds))
+        r_c = sigma * mu - x * s - dx * ds
+        dx, ds, dv = direction(r_c)
+        step = step_to_boundary(dx, ds)
+        for _ in range(correctors if step < 1 else 0):
+            # Gondzio's corrector: aim π∘s at [σμ/10, 10σμ] (moving each by at most 10σμ) at a longer
+            # trial step; kept if it lengthens the step
+            trial = min(1.0, _GONDZIO_STRETCH * step)
+            products = (x + trial * dx) * (s + trial * ds)
+            target = sigma * mu * _GONDZIO_BOX
+            r_c = r_c + np.maximum(np.clip(products, sigma * mu / _GONDZIO_BOX, target) - products, -target)
+            corrected = direction(r_c)
+            longer = step_to_boundary(*corrected[:2])
+            if longer < step + _GONDZIO_GAIN * (trial - step):
+                break
+            (dx, ds, dv), step = corrected, longer
+        alpha = min(1.0, _IPM_STEP_FRACTION * step)
         x, s, v = x + alpha * dx, s + alpha * ds, v + alpha * dv
     return None, None
 
