@@ -196,6 +196,23 @@ def test_cli_sampled_run(tmp_path, capsys):
     assert np.loadtxt(out / "metrics.csv", delimiter=",", skiprows=1)[-1, -1] == 640
 
 
+@pytest.mark.parametrize("n", [3, 10, 32, 33, 200])
+def test_sample_inverts_the_cdf_as_numpy_does(n):
+    """Both search methods (compare-all up to COMPARE_ALL_MAX_N, binary search above) return
+    numpy's searchsorted index of the same uniforms, zero-probability responses never drawn."""
+    rng = np.random.default_rng(n)
+    with jax.enable_x64(True):
+        log_pi = np.log(rng.dirichlet(np.full(n, 0.3)))
+        log_pi[rng.choice(n, max(1, n // 4), replace=False)] = -np.inf
+        log_pi -= np.log(np.exp(log_pi).sum())
+        key = jax.random.key(n)
+        drawn = np.asarray(jax.jit(lambda k, lp: feedback.sample(k, lp, (5000,)))(key, jnp.asarray(log_pi)))
+        cdf = np.cumsum(np.exp(log_pi))
+        u = np.asarray(jax.random.uniform(key, (5000,), dtype=jnp.float64)) * cdf[-1]
+    assert np.array_equal(drawn, np.minimum(np.searchsorted(cdf, u, side="right"), n - 1))
+    assert np.all(np.isfinite(log_pi[drawn]))
+
+
 def test_sampling_frequencies_match_the_policy():
     from scipy.stats import chisquare
 
