@@ -251,6 +251,7 @@ def _build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--force", action="store_true", help="recompute every cell")
             sp.add_argument("--shard", metavar="K/N", help="run only the K-th of N disjoint shares of the cells "
                             "(one per machine or process; then `gamesim study merge`)")
+            _jobs_flag(sp, 1)
         if action == "merge":
             sp.add_argument("--from", dest="sources", action="append", default=[], metavar="DIR",
                             help="another results directory holding shards (repeatable; default: --results only)")
@@ -259,6 +260,7 @@ def _build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="run and plot every study in experiments/")
     rp.add_argument("--experiments", default="experiments", help="directory of study specs (default: experiments)")
     _study_flags(rp)
+    _jobs_flag(rp, DEFAULT_JOBS)
     rp.set_defaults(command=cmd_reproduce)
 
     lm = sub.add_parser("lm", help="transformer mode: a small language model as the policy")
@@ -322,6 +324,22 @@ def _study_flags(p) -> None:
     p.add_argument("--figures", help="figure directory (default: figures/ in the checkout; RESULTS/figures with --quick)")
 
 
+DEFAULT_JOBS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+"""`reproduce`'s worker processes: one per core this process may use, at most 4 (each holds its
+own JAX, about 0.5-1.5 GB)."""
+
+
+def _jobs_flag(p, default: int) -> None:
+    p.add_argument("--jobs", type=_positive_int, default=default, metavar="N",
+                   help=f"compute the cells in N worker processes, side by side (default: {default})")
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number ≥ 1, not {text!r}")
+    return int(text)
+
+
 def _study_dirs(args, spec_dir: Path) -> tuple[Path, Path]:
     results = Path(args.results) if args.results else spec_dir / "results" / ("quick" if args.quick else "")
     figures = Path(args.figures) if args.figures else results / "figures" if args.quick else spec_dir.parent / "figures"
@@ -352,7 +370,7 @@ def cmd_study_run(args) -> int:
 
         shard = parse_shard(args.shard)
         return _interruptible(lambda: run_shard(study, results, shard, force=args.force, log=_log, yes=args.yes))
-    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log, yes=args.yes))
+    return _interruptible(lambda: run_study(study, results, force=args.force, log=_log, yes=args.yes, jobs=args.jobs))
 
 
 def cmd_study_merge(args) -> int:
@@ -383,7 +401,7 @@ def cmd_reproduce(args) -> int:
     results, figures = _study_dirs(args, experiments)
     t0 = time.perf_counter()
     code = _interruptible(lambda: reproduce(experiments, results, figures, args.quick, log=_log,
-                                            allow_plugins=args.allow_plugins, yes=args.yes))
+                                            allow_plugins=args.allow_plugins, yes=args.yes, jobs=args.jobs))
     if code == 0:
         print(f"every figure written to {figures} in {time.perf_counter() - t0:.0f} s")
     return code

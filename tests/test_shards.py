@@ -111,3 +111,19 @@ def test_a_bad_shard_is_a_one_line_error(text, spec, capsys):
     assert main(["study", "run", str(spec), "--shard", text]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--shard takes K/N" in err
+
+
+@pytest.mark.slow
+def test_cells_in_worker_processes_equal_one_process_and_load_plugins(spec, tmp_path):
+    """`--jobs 2`: the cells computed by two spawned workers (a plugin's algorithm among them, its
+    file loaded in each worker) are the one-process results bit for bit."""
+    plugin = Path(__file__).resolve().parents[1] / "docs" / "examples" / "lookahead.py"
+    spec.write_text(SPEC.replace('algorithms = ["inpo", "nash-md"]', 'algorithms = ["inpo", "lookahead-inpo"]'))
+    assert main(["study", "run", str(spec), "--plugin", str(plugin), "--jobs", "2",
+                 "--results", str(tmp_path / "two")]) == 0
+    assert main(["study", "run", str(spec), "--plugin", str(plugin), "--results", str(tmp_path / "one")]) == 0
+    two, one = _arrays(tmp_path / "two"), _arrays(tmp_path / "one")
+    assert two.keys() == one.keys()
+    for name in one:
+        np.testing.assert_array_equal(two[name], one[name], err_msg=name)
+    assert not np.array_equal(one["main/gap"][:, 0], one["main/gap"][:, 1])  # dims (game, algorithm, …): they differ

@@ -108,11 +108,11 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     s = study.load_spec(write(tmp_path))
     real, calls = study._simulate_cell, []
 
-    def interrupt_third(cell, group):
+    def interrupt_third(cell, group, load):
         calls.append(cell.config["algorithm"])
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real(cell, group)
+        return real(cell, group, load)
 
     monkeypatch.setattr(study, "_simulate_cell", interrupt_third)
     with pytest.raises(KeyboardInterrupt):
@@ -121,7 +121,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     assert not (tmp_path / "results" / "toy.npz").exists()
 
     calls.clear()
-    monkeypatch.setattr(study, "_simulate_cell", lambda cell, group: calls.append(cell) or real(cell, group))
+    monkeypatch.setattr(study, "_simulate_cell", lambda cell, group, load: calls.append(cell) or real(cell, group, load))
     resumed = study.run_study(s, tmp_path / "results", log=quiet)["main"]
     assert len(calls) == 1  # three cells (one per algorithm, both games batched); two were saved
     fresh = study.run_study(s, tmp_path / "fresh", log=quiet)["main"]

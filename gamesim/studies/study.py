@@ -316,8 +316,9 @@ def cells(group: Group) -> list[Cell]:
     return out
 
 
-def _simulate_cell(cell: Cell, group: Group):
-    """simulate_batch over (games × seeds) of the cell; returns the Trajectory (batch G·S)."""
+def _simulate_cell(cell: Cell, group: Group, load=load_game):
+    """simulate_batch over (games × seeds) of the cell, its games from `load`; returns the
+    Trajectory (batch G·S)."""
     from gamesim.dynamics import theory  # computing only: `study plot` reads a spec without the engine or SciPy
     from gamesim.engine import simulation as engine
     c = dict(cell.config)
@@ -327,7 +328,7 @@ def _simulate_cell(cell: Cell, group: Group):
     if mode == "mlp":
         return _mlp_cell(c)
     alg = get_algorithm(c.pop("algorithm"))
-    games = [load_game(g) for g in c.pop("games")]
+    games = [load(g) for g in c.pop("games")]
     seeds = c.pop("seeds")
     T = int(c.pop("iterations"))
     records = c.pop("records", None)
@@ -434,8 +435,10 @@ def _shape(spec: str) -> tuple[int, int]:
     return game.n, game.num_contexts
 
 
-def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bool | None = None) -> dict:
-    """Run every cell not already saved, stack the results, write NAME.npz and NAME.json.
+def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bool | None = None,
+              jobs: int = 1) -> dict:
+    """Run every cell not already saved (in `jobs` processes, see `compute_cells`), stack the
+    results, write NAME.npz and NAME.json.
 
     Returns {group name: GroupResults}. When NAME.json holds this spec's hash the saved results
     are returned without running anything (force=True recomputes every cell).
@@ -445,7 +448,7 @@ def run_study(study: Study, results_dir, force: bool = False, log=print, yes: bo
         log(f"{study.name}: results up to date ({results_dir / study.name}.npz)")
         return saved
     started = time.time()
-    compute_cells(study, results_dir, all_cells(study), force=force, log=log, yes=yes)
+    compute_cells(study, results_dir, all_cells(study), force=force, log=log, yes=yes, jobs=jobs)
     return stack_cells(study, results_dir, time.time() - started, log=log, compute_missing=True)
 
 
@@ -460,22 +463,94 @@ def cell_path(study: Study, results_dir, cell: Cell) -> Path:
 
 
 def compute_cells(study: Study, results_dir, todo: list[Cell], force: bool = False, log=print,
-                  yes: bool | None = None) -> None:
-    """Compute and save (atomically) each cell of `todo` not already saved (every one with force).
-    A cell's result depends on its settings alone (its seeds are among them), never on which
-    cells run beside it or in which process: the basis of `shards`."""
+                  yes: bool | None = None, jobs: int = 1) -> None:
+    """Compute and save (atomically) each cell of `todo` not already saved (every one with force),
+    in this process or, with jobs > 1, in `jobs` worker processes (`compute_in_pool`). A cell's
+    result depends on its settings alone (its seeds are among them), never on which cells run
+    beside it or in which process: the basis of `shards` and of the pool."""
+    pending = pending_cells(study, results_dir, todo, force, yes)
+    if jobs > 1 and len(pending) > 1:
+        with worker_pool(jobs) as pool:
+            compute_in_pool([(study, cell) for cell in pending], results_dir, pool, log)
+        return
+    load = functools.cache(load_game)  # the cells share their games, and the equilibria each game caches
+    for i, cell in enumerate(pending):
+        _compute_and_save(study, results_dir, cell, log, f"{i + 1}/{len(pending)}", load)
+
+
+def pending_cells(study: Study, results_dir, todo: list[Cell], force: bool = False,
+                  yes: bool | None = None) -> list[Cell]:
+    """The cells of `todo` not saved yet (all with force), once their estimate is confirmed."""
     pending = [cell for cell in todo if force or not cell_path(study, results_dir, cell).exists()]
     confirm(study_estimate([_cell_estimate(cell) for cell in pending]), yes)
     (Path(results_dir) / study.name / "cells").mkdir(parents=True, exist_ok=True)
-    for i, cell in enumerate(pending):
-        _compute_and_save(study, results_dir, cell, log, f"{i + 1}/{len(pending)}")
+    return pending
 
 
-def _compute_and_save(study: Study, results_dir, cell: Cell, log, position: str) -> dict:
+def worker_pool(jobs: int):
+    """`jobs` fresh worker processes for `compute_in_pool` and `reproduce` (a context manager).
+    Spawned (JAX's threads do not survive a fork), they load the plugin files this process loaded
+    (algorithms registered without a file are unknown to them), share its persistent JAX
+    compilation cache and ignore Ctrl-C, which stops the parent, which stops them."""
+    import multiprocessing  # only with jobs > 1
+
+    import jax  # the compilation-cache settings the workers inherit (imported by the engine anyway)
+
+    from gamesim.studies import plugins
+
+    cache = {name: getattr(jax.config, name) for name in COMPILATION_CACHE_SETTINGS}
+    return multiprocessing.get_context("spawn").Pool(jobs, _worker_start, ([str(p) for p in plugins.LOADED], cache))
+
+
+def compute_in_pool(work: list[tuple[Study, Cell]], results_dir, pool, log=print) -> dict[str, float]:
+    """Compute and save the (study, cell) pairs of `work` in the `worker_pool`, the cells of
+    several studies mixed, so that their compilations run side by side (XLA compiles on one core;
+    a first run of small studies is mostly compilation). Each worker saves its cells as
+    `compute_cells` does, bit for bit the same files (a cell depends on its settings alone;
+    tests/test_shards.py, tests/test_study.py). Returns each study's seconds of computation (its
+    cells' own times, summed)."""
+    tasks, spent = [(study, str(results_dir), cell) for study, cell in work], {}
+    for i, (name, label, seconds) in enumerate(pool.imap_unordered(_worker_cell, tasks)):
+        log(f"{name} cell {i + 1}/{len(tasks)} done in a worker: {label} ({seconds:.1f} s)")
+        spent[name] = spent.get(name, 0.0) + seconds
+    return spent
+
+
+COMPILATION_CACHE_SETTINGS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                              "jax_persistent_cache_min_entry_size_bytes")
+"""The JAX settings a worker copies from the process that starts it."""
+
+
+def _worker_start(plugin_files: list[str], cache: dict) -> None:
+    import signal  # a worker's own setup
+
+    import jax  # as in compute_in_pool
+
+    from gamesim.studies.plugins import load_plugin
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the pool
+    for name, value in cache.items():
+        jax.config.update(name, value)
+    for path in plugin_files:
+        load_plugin(path)
+
+
+_worker_games = functools.cache(load_game)
+"""A worker's games, loaded once across the cells it computes (with their cached equilibria)."""
+
+
+def _worker_cell(task) -> tuple[str, str, float]:
+    study, results_dir, cell = task
+    data = _compute_and_save(study, results_dir, cell, lambda *_: None, "", _worker_games)
+    return study.name, f"[{cell.group}] {cell.config['algorithm']} {_describe(cell, study.groups[cell.group])}", \
+        float(data["seconds"])
+
+
+def _compute_and_save(study: Study, results_dir, cell: Cell, log, position: str, load=load_game) -> dict:
     group = study.groups[cell.group]
     log(f"{study.name} [{cell.group}] cell {position}: {cell.config['algorithm']} {_describe(cell, group)}")
     t0 = time.perf_counter()
-    data = _compute_cell(cell, group)
+    data = _compute_cell(cell, group, load)
     data["seconds"] = np.array(time.perf_counter() - t0)
     with atomic_open(cell_path(study, results_dir, cell), "wb") as f:
         np.savez(f, config=np.array(json.dumps(cell.config, default=str)), **data)
@@ -515,9 +590,9 @@ def _describe(cell: Cell, group: Group) -> str:
     return " ".join(parts + [f"games={games[0]}" + (f"+{len(games) - 1}" if len(games) > 1 else "")])
 
 
-def _compute_cell(cell: Cell, group: Group) -> dict:
+def _compute_cell(cell: Cell, group: Group, load=load_game) -> dict:
     try:
-        traj = _simulate_cell(cell, group)
+        traj = _simulate_cell(cell, group, load)
     except GamesimError as exc:
         if not group.skip_invalid:
             raise GamesimError(f"group {group.name!r}, {cell.config['algorithm']} {_describe(cell, group)}: {exc}") from None
@@ -663,24 +738,52 @@ def plot_study(study: Study, results: dict, figures_dir) -> list[Path]:
 
 
 def reproduce(experiments_dir, results_dir, figures_dir, quick: bool = False, log=print,
-              allow_plugins: bool = False, yes: bool | None = None) -> list[Path]:
-    """Run and plot every study in `experiments_dir`; check that every figure has ink on it."""
+              allow_plugins: bool = False, yes: bool | None = None, jobs: int = 1) -> list[Path]:
+    """Run and plot every study in `experiments_dir`; check that every figure has ink on it. With
+    jobs > 1 the cells of all the studies, then the figures, are computed in `jobs` processes."""
     specs = sorted(Path(experiments_dir).glob("*.toml"))
     if not specs:
         raise GamesimError(f"no study specs (*.toml) in {experiments_dir}; run from a gamesim checkout "
                            "or pass --experiments DIR")
-    written = []
-    for path in specs:
-        study = load_spec(path, quick, allow_plugins)
-        t0 = time.perf_counter()
+    studies = [load_spec(path, quick, allow_plugins) for path in specs]
+    if jobs == 1:
+        return [f for study in studies for f in _draw(study, results_dir, figures_dir, log, yes)]
+    t0, work, spent = time.perf_counter(), [], {}
+    for study in studies:
+        if load_results(study, results_dir, missing_ok=True) is None:
+            work += [(study, cell) for cell in pending_cells(study, results_dir, all_cells(study), yes=yes)]
+            spent[study.name] = 0.0
+    with worker_pool(jobs) as pool:
+        spent.update(compute_in_pool(work, results_dir, pool, log))
+        log(f"the studies' cells computed in {time.perf_counter() - t0:.1f} s by {jobs} processes")
+        written = []
+        for files, lines in pool.imap(_worker_draw, [(s, results_dir, figures_dir, spent.get(s.name)) for s in studies]):
+            for line in lines:
+                log(line)
+            written += files
+        return written
+
+
+def _draw(study: Study, results_dir, figures_dir, log=print, yes=None, seconds: float | None = None) -> list[Path]:
+    """Run (or, given the seconds its pooled cells took, stack) one study, draw its figures, check
+    their ink; returns the files."""
+    t0 = time.perf_counter()
+    if seconds is None:
         results = run_study(study, results_dir, log=log, yes=yes)
-        files = plot_study(study, results, figures_dir)
-        for f in files:
-            if f.suffix == ".png" and not has_ink(f):
-                raise GamesimError(f"{f} came out blank")
-        log(f"{study.name}: {', '.join(str(f) for f in files)} ({time.perf_counter() - t0:.1f} s)")
-        written += files
-    return written
+    else:
+        results = stack_cells(study, results_dir, seconds, log=log, compute_missing=True)
+    files = plot_study(study, results, figures_dir)
+    for f in files:
+        if f.suffix == ".png" and not has_ink(f):
+            raise GamesimError(f"{f} came out blank")
+    log(f"{study.name}: {', '.join(str(f) for f in files)} ({time.perf_counter() - t0:.1f} s)")
+    return files
+
+
+def _worker_draw(task) -> tuple[list[Path], list[str]]:
+    study, results_dir, figures_dir, seconds = task
+    lines: list[str] = []
+    return _draw(study, results_dir, figures_dir, lines.append, seconds=seconds), lines
 
 
 def has_ink(png: Path, min_fraction: float = 0.01) -> bool:
