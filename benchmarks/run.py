@@ -30,18 +30,24 @@ loop's to 1e-12 (else the script exits with an error), and both gamesim paths' f
 compared to JAX's after the T timed steps (the larger difference shown, ✗ above 1e-12).
 
 5. Recording: gamesim on 256 games of n = 10, T = 2000, with every metric every iteration
-(record_every=1) against record_every=T; best of 3 each; target ≤ 1.5×.
+(record_every=1) against record_every=T; best of 3 each; target ≤ 2× on the path backend="auto" takes.
 6. τ = 0 equilibrium of a generic antisymmetric game (A = L − Lᵀ, L the strict lower triangle of
 a U[−1, 1] matrix, seed 0; the game P = (A + 1)/2): `gamesim.solve` against scipy's `linprog`
 (highs-ds, highs-ipm) on max v s.t. Aᵀx ≥ v, Σx = 1, x ≥ 0, and nashpy's `linear_program` (two
 LPs, row and column player; skipped at n = 1000 with --quick). Seconds (best of 3 for n ≤ 100,
 one run at n = 1000; each solve on a fresh game object, since games cache their solutions),
 exploitability max_i (Ax)_i (target ≤ 1e-10), best scipy / gamesim (target ≥ 10× at n = 1000).
+Two degenerate games (several equilibria, n ≈ 300: a game with copied responses, a rank-2
+payoff), one solve each: gamesim never slower than HiGHS (target ≥ 1×).
 Then `gamesim.solve` at τ = 0.1 on random:n=2000, best of 3 (target < 1 s).
 7. Start-up: `python -m gamesim.cli --help` and `games` (best of 3, target < 1 s), and
 `run cycle3 --algorithm inpo --eta 0.1 --tau 0.1 --iterations 1000` in a fresh process (best of
 3, one with --quick; target < 3 s), once with an empty JAX compilation cache (GAMESIM_CACHE_DIR,
 the command line's persistent cache: a first run) and once with the cache the first run filled.
+Then a first run of a small study: `study run experiments/egpo.toml --quick --force` (five
+algorithms on ten n = 10 games, three τ) in a fresh process with an empty cache against a warm one,
+with --jobs 1 (the default) and 2 (target ≤ 2×); without --quick, `reproduce --quick` from an empty
+cache with the default --jobs (every study's small form; target < 3 min).
 Every cache and output lives in a temporary directory.
 8. Memory: peak resident memory of a fresh process running `simulate_batch` on 256 random
 n = 10 games for 1,000,000 iterations (100,000 with --quick), record_every=1000 (target < 1 GB).
@@ -53,6 +59,10 @@ dynamics, which the discrete step π(1 + ηAπ) is the Euler scheme of) on rando
 K = 10,000 steps of η = 0.01 against K + 1 time points on [0, Kη]. gamesim is shown cold (first
 call: compilation and the equilibrium solve) and warm; "Δπ" is the final policies' difference
 (the Euler error, O(η), not a rounding check).
+11. Sampled feedback: benchmarks/sampled.py's table (gamesim against a numpy loop and a hand-written
+numba loop of the same sampled INPO step; targets ≥ 10× numpy, ≤ 2× the compiled loop) and the
+n = 1024 table's least-squares fit against the n×n one it replaced (target ≥ 5×).
+12. GPU: the devices JAX sees; the GPU measurements are a separate prepared script, run where a GPU is lent.
 """
 
 import functools
@@ -64,16 +74,19 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import common
 from common import mark
 import engine
+import sampled
 import numpy as np
 
 import gamesim
 from gamesim.dynamics.algorithms import get_algorithm
 from gamesim.engine.simulation import choose_backend
 
+ROOT = Path(__file__).resolve().parents[1]
 TAU = engine.TAU
 STEPS_CHECKED = 50
 ROWS = [(n, batch) for batch in (1, 256) for n in (3, 10, 100, 1000)]
@@ -409,8 +422,8 @@ def recording_section(quick):
     table(["record_every", "seconds", "loop seconds", "ns/game-it (loop)"],
           [[k, f"{out[f'{name}_s']:.3f}", f"{out[f'{name}_loop_s']:.3f}",
             ns(out[f"{name}_loop_s"] / (256 * T) * 1e9)] for k, name in ((T, "record_T"), (1, "record_1"))])
-    print(f"every iteration / every T: {mark(out['ratio'], at_most=1.5)} raw, "
-          f"{mark(out['loop_ratio'], at_most=1.5)} loop (target ≤ 1.5x)")
+    print(f"every iteration / every T: {mark(out['ratio'], at_most=2)} raw, "
+          f"{mark(out['loop_ratio'], at_most=2)} loop (target ≤ 2x, on the path auto takes)")
     return out
 
 
@@ -457,7 +470,7 @@ def equilibrium_section(quick):
     print("\n6. tau = 0 equilibrium of a generic antisymmetric game: seconds (exploitability max_i (Ax)_i, "
           "target ≤ 1e-10)")
     widths = print_header(["n", "gamesim", "scipy highs-ds", "scipy highs-ipm", "nashpy",
-                           "best scipy/gamesim (≥10x at 1000)"], min_width=16)
+                           "best scipy/gamesim (≥10x at 1000; ≥1x degenerate)"], min_width=16)
     rows = []
     for n in (10, 100, 1000):
         A = antisymmetric(n)
@@ -473,12 +486,32 @@ def equilibrium_section(quick):
         rows.append(row)
         print_row([n, *(solver_cell(row.get(k)) for k in ("gamesim", "highs-ds", "highs-ipm", "nashpy")),
                    mark(row["best_scipy_over_gamesim"], at_least=10 if n == 1000 else None)], widths)
+    degenerate = []
+    for name, A in degenerate_games():
+        row = {"game": name, "n": len(A)}
+        for solver, run in tau0_solvers(A, None, 1).items():
+            seconds, x = best_of(1, run)
+            row[solver] = {"s": seconds, "exploitability": float((A @ x).max())}
+        row["best_highs_over_gamesim"] = min(row["highs-ds"]["s"], row["highs-ipm"]["s"]) / row["gamesim"]["s"]
+        degenerate.append(row)
+        print_row([name, *(solver_cell(row.get(k)) for k in ("gamesim", "highs-ds", "highs-ipm")), "—",
+                   mark(row["best_highs_over_gamesim"], at_least=1)], widths)
     fresh = iter([gamesim.load_game("random:n=2000,seed=0") for _ in range(4)])
     gamesim.duality_gap(next(fresh), np.full(2000, 1 / 2000), 0.1)  # warm-up of the gap's JAX ops
     seconds, eq = best_of(3, lambda: gamesim.solve(next(fresh), 0.1))
     print(f"gamesim.solve(random:n=2000, tau=0.1), best of 3: {seconds:.3g} s{'' if seconds < 1 else ' ✗'} (target < 1 s), "
           f"duality gap {eq.duality_gap:.1e}, {eq.method}")
-    return {"tau0": rows, "tau_0.1_n2000": {"s": seconds, "duality_gap": eq.duality_gap}}
+    return {"tau0": rows, "degenerate": degenerate, "tau_0.1_n2000": {"s": seconds, "duality_gap": eq.duality_gap}}
+
+
+def degenerate_games():
+    """(label, A) of games with several equilibria, where gamesim's LP path may take over: the
+    n = 300 generic game with 3 copies of its first response, and a rank-2 payoff (n = 300)."""
+    A = antisymmetric(300)
+    copies = np.r_[np.arange(300), 0, 0, 0]
+    u = np.random.default_rng(1).standard_normal((2, 300))
+    return [("300 + 3 copies", A[np.ix_(copies, copies)]),
+            ("rank 2, 300", 0.5 * np.tanh(np.outer(u[0], u[1]) - np.outer(u[1], u[0])))]
 
 
 # --- 7. start-up ----------------------------------------------------------------------------------
@@ -503,12 +536,30 @@ def startup_section(quick):
         cold = [f"{tmp}/cache{i}" for i in range(repeats)]
         out = {"help": cli_seconds(["--help"], cold[:1] * 3), "games": cli_seconds(["games"], cold[:1] * 3),
                "run_cold_cache": cli_seconds(run, cold), "run_warm_cache": cli_seconds(run, cold[:1] * repeats)}
+        for jobs in (1, 2):  # EGPO's five algorithms on ten n = 10 games, three τ, its quick form
+            study = ["study", "run", str(ROOT / "experiments" / "egpo.toml"), "--quick", "--force", "--jobs", str(jobs),
+                     "--results", f"{tmp}/study{jobs}"]
+            caches = [f"{tmp}/study_cache{jobs}_{i}" for i in range(repeats)]
+            out[f"study_jobs{jobs}_cold_cache"] = cli_seconds(study, caches)
+            out[f"study_jobs{jobs}_warm_cache"] = cli_seconds(study, caches[:1] * repeats)
+            out[f"study_jobs{jobs}_ratio"] = out[f"study_jobs{jobs}_cold_cache"] / out[f"study_jobs{jobs}_warm_cache"]
+        if not quick:  # every study's quick form from an empty cache, the default --jobs (minutes)
+            out["reproduce_quick_cold_cache"] = cli_seconds(
+                ["reproduce", "--quick", "--experiments", str(ROOT / "experiments"), "--results", f"{tmp}/reproduce"],
+                [f"{tmp}/reproduce_cache"])
     print(f"\n7. Start-up: wall time of a fresh `python -m gamesim.cli ...` process, best of 3{'' if repeats == 3 else f' ({repeats} for run)'}")
     table(["command", "seconds", "target"],
           [[name, f"{out[key]:.2f}{'' if out[key] < limit else ' ✗'}", f"< {limit} s"]
            for name, key, limit in (("--help", "help", 1), ("games", "games", 1),
                                     ("run cycle3 inpo 1000 it, empty JAX cache", "run_cold_cache", 3),
-                                    ("run cycle3 inpo 1000 it, warm JAX cache", "run_warm_cache", 3))])
+                                    ("run cycle3 inpo 1000 it, warm JAX cache", "run_warm_cache", 3),
+                                    ("reproduce --quick, empty JAX cache", "reproduce_quick_cold_cache", 180))
+           if key in out])
+    print("first run of a study (egpo.toml --quick: 5 algorithms × 10 games of n = 10 × 3 τ), fresh process: "
+          "empty JAX cache / warm cache (target ≤ 2x)")
+    table(["--jobs", "empty cache s", "warm cache s", "ratio"],
+          [[jobs, f"{out[f'study_jobs{jobs}_cold_cache']:.2f}", f"{out[f'study_jobs{jobs}_warm_cache']:.2f}",
+            mark(out[f"study_jobs{jobs}_ratio"], at_most=2)] for jobs in (1, 2)])
     return out
 
 
@@ -575,6 +626,20 @@ def replicator_section(quick):
     return out
 
 
+def sampled_section(quick):
+    print("\n11. Sampled feedback (benchmarks/sampled.py):")
+    return sampled.section(quick)
+
+
+def gpu_section():
+    """The GPU targets are measured by a prepared script on a lent GPU; this machine has none."""
+    import jax
+
+    gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    print(f"\n12. GPU: {'devices ' + str(gpus) + ' (run the GPU script)' if gpus else 'none on this machine: not measured'}")
+    return {"gpus": [str(d) for d in gpus]}
+
+
 def main():
     args, machine = common.setup(__doc__)
     machine.update(machine_limits())
@@ -584,7 +649,8 @@ def main():
     t0 = time.perf_counter()
     results = {"engine": engine_section(args.quick), "recording": recording_section(args.quick),
                "equilibrium": equilibrium_section(args.quick), "startup": startup_section(args.quick),
-               "memory": memory_section(args.quick), "replicator": replicator_section(args.quick)}
+               "memory": memory_section(args.quick), "replicator": replicator_section(args.quick),
+               "sampled": sampled_section(args.quick), "gpu": gpu_section()}
     results["total_s"] = time.perf_counter() - t0
     print(f"\ntotal {results['total_s']:.0f} s")
     if args.json:
