@@ -263,8 +263,9 @@ def _blas_threads() -> ThreadpoolController:
 
 def _single_blas_thread():
     """BLAS limited to one thread: a multithreaded LU waits on its slowest thread, and when another
-    process holds a core (a 2-core machine running two jobs) an n = 1000 LU then takes 10× its
-    one-thread time (measured 200 ms against 20 ms; the whole solve 5.1 s against 0.6 s)."""
+    process holds a core (a 2-core machine running two jobs), or this process ran JAX before (its
+    thread pool), an n = 1000 LU then takes up to 10× its one-thread time (measured 200 ms against
+    20 ms; the whole solve 5.1 s against 0.6 s, and 1.07 s against 0.56 s after a JAX run)."""
     return _blas_threads().limit(limits=1, user_api="blas")
 
 
