@@ -539,6 +539,31 @@ def _bt_draw(n: int, rng: np.random.Generator, scale: float = 1.0) -> np.ndarray
     return bradley_terry_matrix(scale * rng.standard_normal(n))
 
 
+def mixed_matrix(n: int, rng: np.random.Generator, cyclic: float = 0.5, scale: float = 1.0) -> np.ndarray:
+    """Bradley-Terry plus a cyclic part: P = σ(s_i − s_j + c·v_iᵀRv_j), s ~ N(0, scale²), v_i ~ N(0, I₂),
+    R = [[0, 1], [−1, 0]], c = `cyclic` ≥ 0.
+
+    The logit is the sum of a gradient (transitive) part and a rank-2 rotational (intransitive) part of
+    the general preference model (`skew_matrix`), so c moves the game from transitive (c = 0: the same
+    matrix as `bt` with the same seed and scale) to strongly intransitive (large c).
+    """
+    if not (np.isfinite(cyclic) and cyclic >= 0):
+        raise GamesimError(f"mixed games need cyclic ≥ 0 (the weight of the intransitive part), got cyclic={cyclic}")
+    s = scale * rng.standard_normal(n)
+    v = rng.standard_normal((n, 2))
+    rotation = v[:, 0, None] * v[None, :, 1] - v[:, 1, None] * v[None, :, 0]  # v_iᵀRv_j, antisymmetric exactly
+    return 1 / (1 + np.exp(-(s[:, None] - s[None, :] + cyclic * rotation)))
+
+
+def circular_triads(P) -> float:
+    """The fraction of the triples {i, j, k} whose majority preferences form a cycle (i ≻ j ≻ k ≻ i,
+    strict: P > 1/2), Kendall & Babington Smith's (1940) measure of intransitivity: 0 for a
+    Bradley-Terry game, 1 for a 3-cycle. The count is trace(W³)/3, W[i, j] = [P[i, j] > 1/2]."""
+    W = (np.asarray(P, float) > 0.5).astype(float)
+    n = W.shape[-1]
+    return float(np.trace(W @ W @ W) / 3 / math.comb(n, 3)) if n >= 3 else 0.0
+
+
 def load_csv(path: str | os.PathLike) -> PreferenceGame:
     """Read a preference matrix from a CSV file.
 
@@ -646,6 +671,9 @@ BUILTINS: dict[str, Builtin] = {
                     "low-rank intransitive P = σ(v_iᵀ R v_j), R skew-symmetric (general preference model)"),
     "bt": Builtin(_seeded(_bt_draw, "bt"), {"n": 5, "scale": 1.0, "seed": 0, "contexts": 1},
                   "transitive Bradley-Terry P = σ(s_i − s_j), scores ~ N(0, scale²)"),
+    "mixed": Builtin(_seeded(mixed_matrix, "mixed"), {"n": 10, "cyclic": 0.5, "scale": 1.0, "seed": 0, "contexts": 1},
+                     "Bradley-Terry plus a rank-2 cyclic part, P = σ(s_i − s_j + cyclic·v_iᵀRv_j): "
+                     "transitive at cyclic=0 (= bt), mildly intransitive at 0.5, strongly at 3"),
     "soccer": Builtin(lambda: load_csv(DATA_DIR / "soccer_10agents.csv"), {},
                       "10 MuJoCo soccer agents (Rowland et al. 2019, via OpenSpiel; Apache-2.0)"),
     "rrps": Builtin(lambda: load_csv(DATA_DIR / "rrps_43bots.csv"), {},

@@ -12,6 +12,13 @@ A study's `[[panel]]` tables each draw one axes, laid out `layout = [rows, cols]
 - kind = "final": the metric's last record against x = an axis of the group (e.g. "iterations",
   "pairs") or "queries" (queries per iteration); error bars min–max; `slope = true` fits the
   log-log slope of the mean.
+- kind = "queries-to": sample efficiency, Q_ε (the preference queries a run needs to reach `metric`
+  ≤ ε and stay there, `gamesim.core.efficiency`) against ε on log axes, one line per hue value:
+  the median over the axes left free (seeds, games) with its distribution-free 95% confidence
+  interval as a band; `targets = [largest, smallest, count]` (log-spaced; default from half the
+  median initial value down by a factor 300, 13 targets), `sustained = false` for the first
+  passage. A target not reached by half the runs within the run length has no point, nor has one
+  that π₀ already meets (Q_ε = 0); the dotted line marks the run length, where an open band ends.
 - kind = "simplex": the recorded policies of 3-response games as paths in the probability
   simplex; `equilibria = [τ, …]` marks solve(game, τ).
 - kind = "heatmap": the final metric over two axes `x` and `y` (mean over the rest); NaN cells
@@ -85,6 +92,7 @@ OVERLAY_LABELS = {"inpo-theorem3": "Theorem 3 bound", "inpo-theorem4": "Theorem 
                   "contraction": "(1 − ητ)^t KL₀"}
 KINDS = {"curves": ("x", "spread", "center", "overlays", "reference_group", "reference_label", "metric", "labels"),
          "final": ("x", "slope", "overlays", "reference_group", "reference_label", "metric"),
+         "queries-to": ("metric", "targets", "sustained"),
          "simplex": ("equilibria",),
          "heatmap": ("x", "y", "outline", "metric")}
 COMMON = ("kind", "group", "groups", "select", "hue", "hue_symbol", "title", "xlabel", "ylabel", "logx", "logy", "ylim", "legend")
@@ -123,6 +131,15 @@ def check_panel(panel: dict, groups: dict, where: str) -> None:
             check_keys([panel.get("spread", "range")], ["range", "quartiles", "none"], f"spread in {where}")
         for overlay in _all_overlays(panel):
             check_keys([overlay.split(":")[0] + (":S" if ":" in overlay else "")], list(OVERLAYS), f"overlay in {where}")
+        if kind == "queries-to":
+            if g.metrics is not None and "queries" not in g.metrics:
+                raise GamesimError(f"{where}: a queries-to panel needs the queries; add \"queries\" to the metrics "
+                                   f"of group {name!r} (a sampled-feedback group)")
+            targets = panel.get("targets", [1.0, 0.5, 2])
+            if not (isinstance(targets, list) and len(targets) == 3 and all(isinstance(t, (int, float)) for t in targets)
+                    and targets[0] > targets[1] > 0 and targets[2] >= 2 and targets[2] == int(targets[2])):
+                raise GamesimError(f"{where}: targets is [largest ε, smallest ε, count], largest > smallest > 0 and an "
+                                   f"integer count ≥ 2, e.g. [0.3, 1e-3, 13]; got {targets!r}")
         if kind == "simplex" and not g.policies:
             raise GamesimError(f"{where}: a {kind} panel needs the policies; set policies = true in group {name!r}")
     if ref := panel.get("reference_group"):
@@ -166,7 +183,8 @@ def draw(study, results: dict, base: Path) -> list[Path]:
         warnings.simplefilter("ignore", RuntimeWarning)  # nanmean over lines that reached exact 0
         fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
         for ax, panel in zip(axes.flat, study.panels):
-            {"curves": _curves, "final": _final, "simplex": _simplex, "heatmap": _heatmap}[panel["kind"]](
+            {"curves": _curves, "final": _final, "simplex": _simplex, "heatmap": _heatmap,
+             "queries-to": _queries_to}[panel["kind"]](
                 ax, panel, study, results)
         for ax in list(axes.flat)[len(study.panels):]:
             ax.set_visible(False)
@@ -415,6 +433,45 @@ def _final(ax, panel, study, results):
             _reference_curves(ax, panel, study, results, ref, hues, x_name)
     xlabel = "preference queries per iteration" if x_name == "queries" else SYMBOLS.get(x_name, x_name)
     _finish(ax, panel, xlabel, f"{AXIS_LABELS.get(metric, metric)}, final", logx=True)
+
+
+DEFAULT_RANGE, DEFAULT_COUNT = 300.0, 13
+"""A "queries-to" panel's default ε grid: 13 log-spaced targets from half the median initial value
+of the metric down by a factor 300."""
+
+
+def _queries_to(ax, panel, study, results):
+    """Q_ε (median over the free axes, 95% interval as a band) against ε, one line per hue value."""
+    from gamesim.core.efficiency import median_interval, queries_to_reach  # scipy.stats loads with a drawn panel
+
+    metric, hue = panel["metric"], panel.get("hue", "algorithm")
+    lines = [(gname, *_lines(panel, study, results, metric, gname), _lines(panel, study, results, "queries", gname)[1])
+             for gname in _group_names(panel, study.groups)]
+    if "targets" in panel:
+        high, low, count = panel["targets"]
+    else:
+        high = 0.5 * float(np.nanmedian(np.concatenate([data[..., 0].ravel() for _, _, data, *_ in lines])))
+        low, count = high / DEFAULT_RANGE, DEFAULT_COUNT
+    eps = np.geomspace(high, low, int(count))
+    longest = 0.0
+    for gname, hues, data, _, group, queries in lines:
+        for i, value in enumerate(hues):
+            color, ls, marker = _style(hue, value, i)
+            q = queries_to_reach(queries[i], data[i], eps, panel.get("sustained", True))  # (M, E)
+            median, lo, hi = median_interval(q, axis=0)
+            end = float(np.nanmax(queries[i][..., -1]))
+            longest = max(longest, end)
+            ok = np.isfinite(median) & (median > 0)
+            reached = f"{np.mean(np.isfinite(q[:, -1])):.0%} reach ε = {eps[-1]:.2g}"
+            ax.plot(eps[ok], median[ok], color=color, ls=ls, marker=marker, ms=3.5, mfc="none",
+                    label=f"{_hue_label(group, hue, value, panel.get('hue_symbol'))} ({reached})")
+            band = np.isfinite(lo)
+            ax.fill_between(eps[band], lo[band], np.where(np.isfinite(hi), hi, end)[band], color=color, alpha=0.15, lw=0)
+    if longest:
+        ax.axhline(longest, color="0.4", ls=":", lw=1.0, label="run length (not reached above)")
+    ax.invert_xaxis()  # smaller targets, harder, to the right
+    _finish(ax, panel, f"target ε ({AXIS_LABELS.get(metric, metric)})", "preference queries to reach ε",
+            logx=True)
 
 
 SIMPLEX_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
