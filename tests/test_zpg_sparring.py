@@ -95,6 +95,11 @@ def test_zpg_exact_direction_is_the_smoothed_value_gradient():
     grad = np.asarray(jax.grad(lambda th: jax.nn.softmax(th) @ jnp.asarray(r))(theta))
     se = g.std(axis=0) / np.sqrt(K)
     assert np.all(np.abs(g.mean(axis=0) - grad) < 5 * se + 0.02), (g.mean(axis=0), grad, se)
+    # the sampled oracle: w/M is an unbiased rate of "y' (perturbed) beats y", P(y' ≻ y), not P(y ≻ y')
+    _, _, y, y2, w = jax.jit(jax.vmap(lambda k: zpg_draw(jax.random.key(k), A, log_pi, mu, 5.0, 50.0)))(jnp.arange(K))
+    p = P[np.asarray(y2)[:, 0], np.asarray(y)[:, 0]]
+    err = (np.asarray(w)[:, 0] / 5 - p) * (p - 0.5)  # weighted: y, y' are near-exchangeable, a plain mean is blind
+    assert abs(err.mean()) < 5 * err.std() / np.sqrt(K), err.mean()
 
 
 @pytest.mark.slow

@@ -410,7 +410,12 @@ def _optimistic_init(log_pi0, A, log_ref, key):
 
 
 def _zpg(s, A, log_ref, eta, tau, t, p):
-    """ZPG: the key in the state, N perturbations per step (a loop: N may differ across a batch)."""
+    """ZPG: the key in the state, N perturbations per step (a loop: N may differ across a batch).
+
+    Why a key-carrying step and not a `gamesim.bandit.recipes` entry: a recipe samples data from π_t
+    (or a mixture with π_ref) and fits the next policy by minimizing a loss on it; ZPG compares π_t
+    with a randomly perturbed π_{θ+μv} and moves along v, which is no loss fit, and Sparring (below)
+    keeps two learners' weights. Both draw their own data each step, as `apmd`'s noise does."""
     total, key = _u().zpg_direction(s[1], A, s[0], p["mu"], p["perturbations"], p["queries_per_pair"], p["trim"])
     return _u().zpg_update(s[0], total, eta, p["mu"], p["perturbations"]), key
 

@@ -335,6 +335,13 @@ def zpg_draw(key, A, log_pi, mu, queries, trim):
     gives ∓D, never ±∞). M = 0 is the exact form, infinitely many queries and the responses in
     expectation: d = π_{θ+μv}ᵀ L π_θ with L = `log_odds_game` (v is still drawn). `key` is a typed PRNG
     key. Returns (v (C, n), d (C,), y, y', w).
+
+    Each context is its own problem (its own v, d = n). With a Bradley-Terry P, σ⁻¹(P(y' ≻ y)) =
+    r(y') − r(y), so E[d] = V(θ + μv) − V(θ) at M = ∞ (finite M biases σ⁻¹ of the rate, which the
+    paper bounds); with a general P the method ascends the self-play gradient of the log-odds game L.
+    Read from the paper's abstract and algorithm outline (current against perturbed policy, v on the
+    unit sphere, N perturbations with M queries each, trimmed σ⁻¹); the defaults of μ, N, M, D are
+    gamesim's, not the paper's experimental settings.
     """
     kv, ky, ky2, kw = jax.random.split(key, 4)
     g = jax.random.normal(kv, log_pi.shape, log_pi.dtype)
