@@ -145,3 +145,47 @@ def fictitious_play(pi, P, ref, eta, tau, t=0):
 def replicator(pi, P, ref, eta, tau, t=0):
     """Discrete replicator dynamics: π_{t+1}(y) = π_t(y)(1 + η((Pπ_t)_y − π_tᵀPπ_t))."""
     return pi * (1 + eta * (P @ pi - pi @ P @ pi))
+
+
+# --- stochastic methods, given their draws -----------------------------------------------------------------
+def zpg_value_difference(P, pi, perturbed, y, y2, wins, queries, trim):
+    """ZPG (Zhang & Ying 2024, Alg. 1): the trimmed inverse Bradley-Terry link of the empirical rate at which
+    the perturbed policy's response y2 beat the current one's y, Π_D[σ⁻¹(w/M)]; with M = 0 (infinitely
+    many queries, responses in expectation) Σ_{y,y2} π(y) π'(y2) Π_D[σ⁻¹(P(y2 ≻ y))]."""
+    link = lambda p: np.clip(np.log(p) - np.log(1 - p), -trim, trim)  # noqa: E731
+    if queries == 0:
+        return float(perturbed @ link(P) @ pi)
+    with np.errstate(divide="ignore"):
+        return float(link(wins / queries))
+
+
+def zpg(pi, P, eta, mu, directions, queries, trim, y, y2, wins):
+    """ZPG's step on the logits θ = log π given the perturbations v_k and their draws:
+    θ + η (n/(Nμ)) Σ_k d_k v_k, d_k the value difference between π_{θ+μv_k} and π_θ."""
+    theta, n = np.log(pi), len(pi)
+    g = np.zeros(n)
+    for k, v in enumerate(directions):
+        perturbed = normalize(np.exp(theta + mu * v))
+        g += zpg_value_difference(P, pi, perturbed, y[k], y2[k], wins[k], queries, trim) * v
+    return normalize(np.exp(theta + eta * n / (len(directions) * mu) * g))
+
+
+def exp3_played(w, gamma):
+    """EXP3 (Auer et al. 2002, Fig. "Exp3"): p = (1 − γ) w/Σw + γ/K."""
+    return (1 - gamma) * normalize(w) + gamma / len(w)
+
+
+def exp3(w, gamma, eta, arms, rewards):
+    """EXP3's weight update over N plays of the round's p: x̂_j = Σ_{i: arm_i = j} reward_i/(N p_j),
+    w_j ← w_j exp(η x̂_j) (the paper: N = 1, η = γ/K)."""
+    p = exp3_played(w, gamma)
+    xhat = np.zeros(len(w))
+    for j, r in zip(arms, rewards):
+        xhat[j] += r / (len(arms) * p[j])
+    return normalize(w * np.exp(eta * xhat))
+
+
+def sparring_expected(w_left, w_right, P, gamma, eta):
+    """Sparring's expected EXP3 exponent: each learner's x̂ replaced by E[x̂] = P p_opponent."""
+    p_left, p_right = exp3_played(w_left, gamma), exp3_played(w_right, gamma)
+    return normalize(w_left * np.exp(eta * P @ p_right)), normalize(w_right * np.exp(eta * P @ p_left))

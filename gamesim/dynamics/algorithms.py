@@ -243,6 +243,9 @@ class Algorithm:
         queries_per_step: preference queries one step makes (0 for exact methods; a `queries`
             metric is recorded when > 0).
         needs_tau: whether τ > 0 is required (a loss that divides by τ).
+        query_count: query_count(params) → the queries one step makes, for a method whose count
+            depends on its hyperparameters (the `queries` metric then uses it; queries_per_step > 0
+            still marks the method as sampled).
 
     References:
         Each built-in's `citation`; the engine's signature is documented in docs/howto/own_method.md.
@@ -264,6 +267,11 @@ class Algorithm:
     default_init: str = "reference"
     queries_per_step: int = 0
     needs_tau: bool = False
+    query_count: Callable | None = None
+
+    def queries(self, params: dict) -> float:
+        """The preference queries one step makes with these (resolved) hyperparameters."""
+        return float(self.query_count(params) if self.query_count is not None else self.queries_per_step)
 
     def resolve_params(self, given: dict) -> dict:
         """The full hyperparameters: `given` checked against `params`, defaults filled in."""
@@ -401,6 +409,80 @@ def _optimistic_init(log_pi0, A, log_ref, key):
     return log_pi0, matvec(A, _jnp().exp(log_pi0))
 
 
+def _zpg(s, A, log_ref, eta, tau, t, p):
+    """ZPG: the key in the state, N perturbations per step (a loop: N may differ across a batch).
+
+    Why a key-carrying step and not a `gamesim.bandit.recipes` entry: a recipe samples data from π_t
+    (or a mixture with π_ref) and fits the next policy by minimizing a loss on it; ZPG compares π_t
+    with a randomly perturbed π_{θ+μv} and moves along v, which is no loss fit, and Sparring (below)
+    keeps two learners' weights. Both draw their own data each step, as `apmd`'s noise does."""
+    total, key = _u().zpg_direction(s[1], A, s[0], p["mu"], p["perturbations"], p["queries_per_pair"], p["trim"])
+    return _u().zpg_update(s[0], total, eta, p["mu"], p["perturbations"]), key
+
+
+def exp3_gamma(gamma, eta, n):
+    """EXP3's exploration γ: the given one, or for gamma = 0 Auer et al.'s coupling γ = Kη (their
+    exponent is γ/K), capped at 1."""
+    return _jnp().where(gamma > 0, gamma, _jnp().minimum(1.0, n * eta))
+
+
+def exp3_parameters(n: int, horizon: int) -> tuple[float, float]:
+    r"""(η, γ) of EXP3's Corollary 3.2 (Auer, Cesa-Bianchi, Freund & Schapire 2002) for K = n arms and a
+    known horizon T, with g = T ≥ G_max (rewards in [0, 1]):
+
+        γ = min{1, √(K ln K / ((e − 1) g))},   η = γ/K,
+
+    for `sparring`'s eta and gamma (gamma may then be left at 0, which is γ = Kη).
+
+    Args:
+        n: the number of arms (responses), ≥ 2.
+        horizon: the number of rounds T, ≥ 1.
+
+    Returns:
+        (η, γ).
+
+    References:
+        Auer et al. 2002, SIAM J. Comput. 32(1), Fig. "Exp3" and Corollary 3.2.
+    """
+    if not (isinstance(n, numbers.Integral) and n >= 2 and isinstance(horizon, numbers.Integral) and horizon >= 1):
+        raise GamesimError(f"exp3_parameters takes n ≥ 2 arms and a horizon ≥ 1 (integers); got n={n!r}, horizon={horizon!r}")
+    gamma = min(1.0, math.sqrt(n * math.log(n) / ((math.e - 1) * horizon)))
+    return gamma / n, gamma
+
+
+def _sparring_init(log_pi0, A, log_ref, key):
+    """(log p_L, log w_L, log w_R, key): both learners start at w = π_0 (EXP3: w = 1 is π_0 uniform)."""
+    return log_pi0, log_pi0, log_pi0, key
+
+
+def _sparring(s, A, log_ref, eta, tau, t, p):
+    """Sparring with two EXP3 learners (state: left's played distribution, both weights, key); duels = 0
+    is the expected step `sparring_exact_update`."""
+    _, log_wl, log_wr, key = s
+    gamma = exp3_gamma(p["gamma"], eta, log_wl.shape[-1])
+    log_pl, log_pr = _u().exp3_policy(log_wl, gamma), _u().exp3_policy(log_wr, gamma)
+    wins_l, wins_r, key = _u().sparring_wins(key, A, log_pl, log_pr, p["duels"])
+    exact_l, exact_r = _u().sparring_exact_update(log_wl, log_wr, A, eta, gamma)
+    sampled = p["duels"] > 0
+    log_wl = _jnp().where(sampled, _u().exp3_update(log_wl, log_pl, wins_l, eta, p["duels"]), exact_l)
+    log_wr = _jnp().where(sampled, _u().exp3_update(log_wr, log_pr, wins_r, eta, p["duels"]), exact_r)
+    return _u().exp3_policy(log_wl, gamma), log_wl, log_wr, key
+
+
+ZPG_PARAMS = {
+    "mu": Param(0.1, 1e-6, 1e3, "μ: perturbation distance, θ + μv with v uniform on the unit sphere"),
+    "perturbations": Param(10, 1, 1e6, "N: perturbations v per step, each with one response pair", integer=True),
+    "queries_per_pair": Param(10, 0, 1e6, "M: oracle queries per response pair; 0: exact form (M = ∞, "
+                              "responses in expectation)", integer=True),
+    "trim": Param(5.0, 1e-6, 1e3, "D: σ⁻¹ of the empirical win rate trimmed to [−D, D]"),
+}
+SPARRING_PARAMS = {
+    "gamma": Param(0.0, 0.0, 1.0, "EXP3 exploration γ (p = (1 − γ)w/Σw + γ/n); 0: γ = min(1, nη), "
+                   "Auer et al.'s η = γ/K"),
+    "duels": Param(1, 0, 1e6, "N: duels (one query each) per iteration; 0: the expected step", integer=True),
+}
+
+
 MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
                                   "(1: the paper's π^{1−ητ} π_ref^{ητ}; EGPO's code: 1/2)")
 BETA = Param(0.125, 0.0, 1.0, "weight of π_ref in the opponent mixture π^{1−β} π_ref^β")
@@ -474,6 +556,16 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("omwu", _omwu, "optimistic MWU, Abe et al.'s (2024) baseline (their OMD, entropy), two-sequence form",
               "von Neumann winner, last iterate with exact feedback", init=lambda lp, A, r, key: (lp, lp, key),
               log_policy=_first, params={"noise": NOISE}, kl_bounded=False, target="original", uses_tau=False),
+    Algorithm("zpg", _zpg, "ZPG (Zhang & Ying 2024) Alg. 1, tabular logits, Bradley-Terry link; η = α",
+              "with a Bradley-Terry P the reward maximizer (the Condorcet winner); otherwise a point where the "
+              "self-play gradient of the log-odds game σ⁻¹(P) vanishes, not in general P's von Neumann winner",
+              init=lambda lp, A, r, key: (lp, key), log_policy=_first, params=ZPG_PARAMS, kl_bounded=False,
+              target="original", uses_tau=False, queries_per_step=1,
+              query_count=lambda p: p["perturbations"] * p["queries_per_pair"]),
+    Algorithm("sparring", _sparring, "Sparring (Ailon et al. 2014) with EXP3 (Auer et al. 2002), self-play",
+              "von Neumann winner, average iterate (Dudík et al. 2015); reports the left learner's played p",
+              init=_sparring_init, log_policy=_first, params=SPARRING_PARAMS, kl_bounded=False, target="original",
+              uses_tau=False, default_init="uniform", queries_per_step=1, query_count=lambda p: p["duels"]),
 ]}
 
 

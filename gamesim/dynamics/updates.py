@@ -309,3 +309,127 @@ def optimistic_mwu_update(log_pi_hat, scores, eta):
     """
     log_pi_hat = log_softmax(log_pi_hat + eta * scores, axis=-1)
     return log_pi_hat, log_softmax(log_pi_hat + eta * scores, axis=-1)
+
+
+def _pair_entries(M, y, y2):
+    """M[c, y[c], y2[c]] per context c: M (C, n, n), y and y2 (C,) integer arrays."""
+    rows = jnp.take_along_axis(M, y[..., None, None], axis=-2)[..., 0, :]
+    return jnp.take_along_axis(rows, y2[..., None], axis=-1)[..., 0]
+
+
+def log_odds_game(A, trim):
+    r"""L = Π_D σ⁻¹(P) = clip(log P − log(1 − P), −D, D), P = 1/2 + A: the trimmed value differences that
+    the inverse Bradley-Terry link reads off exact preference probabilities (skew-symmetric, L + Lᵀ = 0)."""
+    P = 0.5 + A
+    return jnp.clip(jnp.log(P) - jnp.log1p(-P), -trim, trim)
+
+
+def zpg_draw(key, A, log_pi, mu, queries, trim):
+    r"""One perturbation of ZPG (Zhang & Ying 2024, Alg. 1), per context: v uniform on the unit sphere of
+    the n logits; responses y ~ π_θ and y' ~ π_{θ+μv} (the current and the perturbed policy); M = `queries`
+    oracle answers to "does y' beat y?", won w ~ Binomial(M, P(y' ≻ y)); the value-difference estimate
+
+        d = Π_D[σ⁻¹(w/M)] = clip(log(w/M) − log(1 − w/M), −D, D)
+
+    (the empirical win rate through the inverse Bradley-Terry link, trimmed to [−D, D]: w = 0 or M
+    gives ∓D, never ±∞). M = 0 is the exact form, infinitely many queries and the responses in
+    expectation: d = π_{θ+μv}ᵀ L π_θ with L = `log_odds_game` (v is still drawn). `key` is a typed PRNG
+    key. Returns (v (C, n), d (C,), y, y', w).
+
+    Each context is its own problem (its own v, d = n). With a Bradley-Terry P, σ⁻¹(P(y' ≻ y)) =
+    r(y') − r(y), so E[d] = V(θ + μv) − V(θ) at M = ∞ (finite M biases σ⁻¹ of the rate, which the
+    paper bounds); with a general P the method ascends the self-play gradient of the log-odds game L.
+    Read from the paper's abstract and algorithm outline (current against perturbed policy, v on the
+    unit sphere, N perturbations with M queries each, trimmed σ⁻¹); the defaults of μ, N, M, D are
+    gamesim's, not the paper's experimental settings.
+    """
+    kv, ky, ky2, kw = jax.random.split(key, 4)
+    g = jax.random.normal(kv, log_pi.shape, log_pi.dtype)
+    v = g / jnp.linalg.norm(g, axis=-1, keepdims=True)
+    log_pert = log_softmax(log_pi + mu * v, axis=-1)
+    y = jax.random.categorical(ky, log_pi, axis=-1)
+    y2 = jax.random.categorical(ky2, log_pert, axis=-1)
+    p = jnp.clip(0.5 + _pair_entries(A, y2, y), 0.0, 1.0)
+    w = jax.random.binomial(kw, jnp.full(p.shape, queries, p.dtype), p).astype(p.dtype)
+    rate = w / jnp.maximum(queries, 1.0)
+    sampled = jnp.clip(jnp.log(rate) - jnp.log1p(-rate), -trim, trim)
+    exact = jnp.sum(jnp.exp(log_pert) * matvec(log_odds_game(A, trim), jnp.exp(log_pi)), axis=-1)
+    return v, jnp.where(queries > 0, sampled, exact), y, y2, w
+
+
+def zpg_update(log_pi, sum_dv, eta, mu, perturbations):
+    r"""ZPG's parameter step (Zhang & Ying 2024, Alg. 1) on the logits θ = log π, given the draws:
+
+        θ_{t+1} = θ_t + η ĝ_t,   ĝ_t = (n/(Nμ)) Σ_{k=1..N} d_k v_k,
+
+    `sum_dv` = Σ_k d_k v_k over the N = `perturbations` draws of `zpg_draw`, n the number of logits per
+    context (the dimension of the sphere). η is the paper's step size α (a learning rate, ascent).
+    E_v[(n/μ)(V(θ + μv) − V(θ))v] is the gradient of the ball-smoothed value (Flaxman et al. 2005).
+    """
+    n = log_pi.shape[-1]
+    return log_softmax(log_pi + eta * n / (perturbations * mu) * sum_dv, axis=-1)
+
+
+def zpg_direction(key_data, A, log_pi, mu, perturbations, queries, trim):
+    """Σ_k d_k v_k over N = `perturbations` draws of `zpg_draw`, the k-th from fold_in(sub, k) with
+    (key, sub) = split(key) (a loop, so that N may be a traced hyperparameter). Returns (Σ d_k v_k,
+    next key data)."""
+    key, sub = jax.random.split(jax.random.wrap_key_data(key_data))
+
+    def body(k, total):
+        v, d, *_ = zpg_draw(jax.random.fold_in(sub, k), A, log_pi, mu, queries, trim)
+        return total + d[..., None] * v
+
+    total = jax.lax.fori_loop(0, perturbations.astype(jnp.int32), body, jnp.zeros_like(log_pi))
+    return total, jax.random.key_data(key)
+
+
+def exp3_policy(log_w, gamma):
+    r"""log p, p = (1 − γ) w/Σw + γ/n: EXP3's played distribution (Auer et al. 2002, Fig. "Exp3", step 1)."""
+    n = log_w.shape[-1]
+    return jnp.logaddexp(jnp.log1p(-gamma) + log_softmax(log_w, axis=-1), jnp.log(gamma / n))
+
+
+def sparring_draw(key, A, log_p_left, log_p_right):
+    r"""One duel of Sparring (Ailon, Karnin & Joachims 2014, §4), per context: x ~ p_L, y ~ p_R, the
+    oracle's answer b ~ Bernoulli(P(x ≻ y)). `key` is a typed PRNG key. Returns (x, y, b)."""
+    kx, ky, kb = jax.random.split(key, 3)
+    x = jax.random.categorical(kx, log_p_left, axis=-1)
+    y = jax.random.categorical(ky, log_p_right, axis=-1)
+    b = jax.random.bernoulli(kb, jnp.clip(0.5 + _pair_entries(A, x, y), 0.0, 1.0)).astype(log_p_left.dtype)
+    return x, y, b
+
+
+def sparring_wins(key_data, A, log_p_left, log_p_right, duels):
+    """(W_L, W_R, next key data): over N = `duels` draws of `sparring_draw` (the i-th from fold_in(sub, i),
+    (key, sub) = split(key)), W_L[j] = Σ_i 1[x_i = j] b_i and W_R[j] = Σ_i 1[y_i = j](1 − b_i)."""
+    key, sub = jax.random.split(jax.random.wrap_key_data(key_data))
+    n = log_p_left.shape[-1]
+
+    def body(i, wins):
+        x, y, b = sparring_draw(jax.random.fold_in(sub, i), A, log_p_left, log_p_right)
+        return (wins[0] + jax.nn.one_hot(x, n, dtype=b.dtype) * b[..., None],
+                wins[1] + jax.nn.one_hot(y, n, dtype=b.dtype) * (1 - b)[..., None])
+
+    zero = jnp.zeros_like(log_p_left)
+    wins = jax.lax.fori_loop(0, duels.astype(jnp.int32), body, (zero, zero))
+    return *wins, jax.random.key_data(key)
+
+
+def exp3_update(log_w, log_p, wins, eta, duels):
+    r"""EXP3's weight step (Auer, Cesa-Bianchi, Freund & Schapire 2002, Fig. "Exp3", steps 3–4) with N
+    plays per round: the importance-weighted reward r̂_j = W_j/(N p_j) (W_j the reward won with arm j,
+    p the played distribution), then w_j ← w_j exp(η r̂_j); normalized (log_softmax), which changes
+    no p. The paper's η is γ/K. E[r̂_j] is arm j's expected reward: unbiased.
+    """
+    return log_softmax(log_w + eta * wins / (jnp.maximum(duels, 1.0) * jnp.exp(log_p)), axis=-1)
+
+
+def sparring_exact_update(log_w_left, log_w_right, A, eta, gamma):
+    r"""The expected Sparring/EXP3 exponent (duels = 0): r̂ replaced by its expectation, E[r̂_L] = Pp_R and
+    E[r̂_R] = Pp_L (A for P: the constant 1/2 cancels in w/Σw), i.e. Hedge on the weights with the payoff
+    taken at the opponent's γ-mixed policy p = `exp3_policy`. This is the step's mean exponent, not the
+    mean of exp(η r̂). Returns (log w_L, log w_R)."""
+    p_left, p_right = (jnp.exp(exp3_policy(lw, gamma)) for lw in (log_w_left, log_w_right))
+    return (log_softmax(log_w_left + eta * matvec(A, p_right), axis=-1),
+            log_softmax(log_w_right + eta * matvec(A, p_left), axis=-1))

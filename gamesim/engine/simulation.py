@@ -188,7 +188,7 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
         raise GamesimError("games in one batch must have the same number of responses and contexts")
 
     done = 0 if resume_from is None else int(resume_from.iterations[-1])
-    confirm(run_estimate(games[0].n, games[0].num_contexts, B, T - done, k, alg.queries_per_step), yes)
+    confirm(run_estimate(games[0].n, games[0].num_contexts, B, T - done, k, max(alg.queries(p) for p in params)), yes)
     backend = choose_backend(backend, alg, games[0], dtype=dtype, runs=B, iterations=T, record_every=k,
                              devices=devices, params=params)
     if not (isinstance(checkpoint_every, (int, float)) and checkpoint_every > 0):
@@ -349,7 +349,9 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
             policies = policies[..., 0, :]
         iterations = np.arange(policies.shape[1]) * k
         if sampled:
-            metrics["queries"] = np.broadcast_to(iterations * float(alg.queries_per_step), metrics["gap"].shape).copy()
+            per_run = np.array([alg.queries(p) for p in params])[:, None] * iterations[None, :]  # (B, records)
+            extra = metrics["gap"].ndim - 2  # the per-context axis, if any
+            metrics["queries"] = np.broadcast_to(per_run.reshape(per_run.shape + (1,) * extra), metrics["gap"].shape).copy()
         return Trajectory(iterations, policies, metrics, games[0].unstack(pi_star), config,
                           jax.tree_util.tree_leaves(jax.device_get(state)), int(iterations[-1]) < T,
                           time.perf_counter() - t0)
