@@ -470,6 +470,9 @@ def _queries_to(ax, panel, study, results):
     if longest:
         ax.axhline(longest, color="0.4", ls=":", lw=1.0, label="run length (not reached above)")
     ax.invert_xaxis()  # smaller targets, harder, to the right
+    from matplotlib.ticker import NullFormatter  # matplotlib loads when a figure is drawn (see `draw`)
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide on a short range
     _finish(ax, panel, f"target ε ({AXIS_LABELS.get(metric, metric)})", "preference queries to reach ε",
             logx=True)
 
