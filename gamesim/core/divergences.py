@@ -93,15 +93,8 @@ class Divergence:
         """f(u), u = p/q ≥ 0 (numpy)."""
         u = np.asarray(u, float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            if self.name == "reverse-kl":
-                return np.where(u > 0, u * np.log(np.where(u > 0, u, 1.0)), 0.0)
-            if self.name == "forward-kl":
-                return -np.log(u)
-            if self.name == "js":
-                xlogx = np.where(u > 0, u * np.log(np.where(u > 0, u, 1.0)), 0.0)
-                return xlogx - (u + 1) * np.log((u + 1) / 2)
-            a = self.alpha
-            return (u ** (1 - a) - (1 - a) * u - a) / (a * (a - 1))
+            return np.where(u > 0, f_log(self.name, np.log(np.where(u > 0, u, 1.0)), self.alpha),
+                            f_at_zero(self.name, self.alpha))
 
     def f_prime(self, u):
         """f′(u) (numpy), u > 0."""
@@ -112,7 +105,7 @@ class Divergence:
         return f_prime_log(self.name, log_u, self.alpha, xp)
 
     def f_prime_log_slope(self, log_u, xp=np):
-        """h(ℓ) = d f′(e^ℓ)/dℓ = u f″(u) > 0."""
+        """h(ℓ) = d f′(e^ℓ)/dℓ = u f″(u) > 0: 1, e^{−ℓ}, 1/(1 + e^ℓ), e^{−αℓ}."""
         if self.name == "reverse-kl":
             return xp.ones_like(log_u)
         if self.name == "forward-kl":
@@ -124,23 +117,16 @@ class Divergence:
     @property
     def f_prime_at_one(self) -> float:
         """f′(1): 1 for reverse KL, −1 for forward KL, 0 for JS and α."""
-        return {"reverse-kl": 1.0, "forward-kl": -1.0}.get(self.name, 0.0)
+        return f_prime_at_one(self.name)
 
     @property
     def f_prime_sup(self) -> float:
         """sup of f′'s range: ∞, 0, log 2, 1/α."""
-        return {"reverse-kl": math.inf, "forward-kl": 0.0, "js": math.log(2.0)}.get(
-            self.name, 1.0 / self.alpha if self.alpha else math.inf)
+        return f_prime_sup(self.name, self.alpha)
 
     def inverse_log(self, v, xp=np):
         """ℓ = log (f′)⁻¹(v), for v below `f_prime_sup` (numpy or `xp`)."""
-        if self.name == "reverse-kl":
-            return v - 1.0
-        if self.name == "forward-kl":
-            return -xp.log(-v)
-        if self.name == "js":
-            return v - xp.log(2.0 - xp.exp(v))
-        return -xp.log1p(-self.alpha * v) / self.alpha
+        return inverse_log(self.name, v, self.alpha, xp)
 
     def bregman(self, u, v):
         """B_f(u, v) = f(u) − f(v) − f′(v)(u − v) ≥ 0 (numpy), v > 0."""
@@ -153,6 +139,25 @@ class Divergence:
         return float(np.sum(q * self.f(p / q)))
 
 
+def f_log(name: str, log_u, alpha, xp=np):
+    """f(e^ℓ) for the divergence `name` (α: `alpha`, possibly a traced array), in array module `xp`:
+    ℓe^ℓ, −ℓ, ℓe^ℓ − (e^ℓ + 1) log((e^ℓ + 1)/2), (e^{(1−α)ℓ} − (1−α)e^ℓ − α)/(α(α − 1))."""
+    if name == "reverse-kl":
+        return log_u * xp.exp(log_u)
+    if name == "forward-kl":
+        return -log_u
+    if name == "js":
+        u = xp.exp(log_u)
+        return log_u * u - (u + 1) * (xp.logaddexp(0.0, log_u) - math.log(2.0))
+    return (xp.exp((1 - alpha) * log_u) - (1 - alpha) * xp.exp(log_u) - alpha) / (alpha * (alpha - 1))
+
+
+def f_at_zero(name: str, alpha):
+    """f(0⁺): 0, ∞, log 2, 1/(1 − α)."""
+    return {"reverse-kl": 0.0, "forward-kl": math.inf, "js": math.log(2.0)}.get(name, None) if name != "alpha" \
+        else 1.0 / (1.0 - alpha)
+
+
 def f_prime_log(name: str, log_u, alpha, xp=np):
     """f′(e^ℓ) for the divergence `name` (α: `alpha`, possibly a traced array), in array module `xp`:
     ℓ + 1, −e^{−ℓ}, log 2 − log(1 + e^{−ℓ}), (1 − e^{−αℓ})/α."""
@@ -163,6 +168,27 @@ def f_prime_log(name: str, log_u, alpha, xp=np):
     if name == "js":
         return math.log(2.0) - xp.logaddexp(0.0, -log_u)
     return -xp.expm1(-alpha * log_u) / alpha
+
+
+def f_prime_at_one(name: str) -> float:
+    """f′(1): 1 for reverse KL, −1 for forward KL, 0 for JS and α."""
+    return {"reverse-kl": 1.0, "forward-kl": -1.0}.get(name, 0.0)
+
+
+def f_prime_sup(name: str, alpha):
+    """sup of f′'s range: ∞, 0, log 2, 1/α (an array when α is)."""
+    return {"reverse-kl": math.inf, "forward-kl": 0.0, "js": math.log(2.0)}[name] if name != "alpha" else 1.0 / alpha
+
+
+def inverse_log(name: str, v, alpha, xp=np):
+    """ℓ = log (f′)⁻¹(v), v below `f_prime_sup`: v − 1, −log(−v), v − log(2 − e^v), −log(1 − αv)/α."""
+    if name == "reverse-kl":
+        return v - 1.0
+    if name == "forward-kl":
+        return -xp.log(-v)
+    if name == "js":
+        return v - xp.log(2.0 - xp.exp(v))
+    return -xp.log1p(-alpha * v) / alpha
 
 
 REVERSE_KL = Divergence("reverse-kl")
