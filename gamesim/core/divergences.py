@@ -51,6 +51,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import logsumexp
 
 from gamesim.core.errors import GamesimError
 
@@ -208,8 +209,10 @@ def as_divergence(divergence=None, alpha: float | None = None) -> Divergence:
     return Divergence(divergence, alpha)
 
 
-def best_response(scores, log_ref, tau: float, divergence: Divergence) -> np.ndarray:
-    """BR_f(π) = π_ref (f′)⁻¹((s − λ)/τ) for scores s = Aπ (one context, numpy), λ by bisection.
+def best_response_log(scores, log_ref, tau: float, divergence: Divergence) -> np.ndarray:
+    """log BR_f(π) = log π_ref + log (f′)⁻¹((s − λ)/τ) for scores s = Aπ (one context, numpy): λ by
+    bisection to adjacent floats on log Σ BR = 0 (in log space, so that probabilities below float64's
+    range keep a finite log), then normalized.
 
     Args:
         scores: (Aπ)_y, (n,).
@@ -218,39 +221,46 @@ def best_response(scores, log_ref, tau: float, divergence: Divergence) -> np.nda
         divergence: the regularizer.
 
     Returns:
-        The best response, (n,), normalized (the root is found to adjacent floats).
+        log BR_f(π), (n,).
     """
     s = np.asarray(scores, float)
-    lo = s.min() - tau * divergence.f_prime_at_one
+    lo = max(s.min() - tau * divergence.f_prime_at_one, s.max() - tau * divergence.f_prime_sup)
     hi = s.max() - tau * divergence.f_prime_at_one
-    floor = s.max() - tau * divergence.f_prime_sup  # λ must exceed it where f′'s range is bounded
-    lo = max(lo, floor)
 
     def log_terms(lam):
         v = (s - lam) / tau
+        inside = v < divergence.f_prime_sup
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            ell = divergence.inverse_log(v)
-        return np.where(v < divergence.f_prime_sup, log_ref + ell, np.inf)
+            return np.where(inside, log_ref + divergence.inverse_log(np.where(inside, v, 0.0)), np.inf)
 
-    def excess(lam):
-        t = log_terms(lam)
-        with np.errstate(over="ignore"):
-            return np.exp(t).sum() - 1.0 if np.all(np.isfinite(t)) else np.inf
-
-    for _ in range(2000):
+    scale = 4 * np.finfo(float).eps * (np.abs(s).max() + tau * (1 + abs(divergence.f_prime_at_one)))
+    for _ in range(200):  # halvings to a few roundings of the scores' scale (about 60)
         mid = 0.5 * (lo + hi)
-        if not lo < mid < hi:
+        if not lo < mid < hi or hi - lo <= scale:
             break
-        if excess(mid) > 0:
+        if logsumexp(log_terms(mid)) > 0:
             lo = mid
         else:
             hi = mid
-    p = np.exp(log_terms(hi))
-    return p / p.sum()
+    t = log_terms(hi)
+    return t - logsumexp(t)
+
+
+def best_response(scores, log_ref, tau: float, divergence: Divergence) -> np.ndarray:
+    """BR_f(π) = π_ref (f′)⁻¹((s − λ)/τ) for scores s = Aπ (one context, numpy): `best_response_log`."""
+    return np.exp(best_response_log(scores, log_ref, tau, divergence))
 
 
 def duality_gap_f(A, log_ref, pi, tau: float, divergence: Divergence) -> float:
-    """DualGap_f(π) = 2τ Σ π_ref B_f(π/π_ref, BR_f(π)/π_ref) for one context (numpy; module docstring)."""
+    """DualGap_f(π) = 2τ Σ π_ref B_f(π/π_ref, BR_f(π)/π_ref) for one context (numpy; module docstring).
+    A response with π_y = 0 contributes B_f(0, v) = f(0) − f(v) + f′(v)v (∞ for forward KL); one where
+    BR_f underflows to 0 as well contributes 0 (both ratios are 0 in float64)."""
     ref = np.exp(log_ref)
-    p_star = best_response(A @ pi, log_ref, tau, divergence)
-    return max(2 * tau * float(np.sum(ref * divergence.bregman(pi / ref, p_star / ref))), 0.0)
+    log_star = best_response_log(A @ pi, log_ref, tau, divergence)
+    u, v = pi / ref, np.exp(log_star - log_ref)
+    both_zero = (u == 0) & (v == 0)
+    fv = f_log(divergence.name, log_star - log_ref, divergence.alpha)
+    fpv = divergence.f_prime_log(log_star - log_ref)
+    with np.errstate(invalid="ignore", over="ignore"):
+        terms = divergence.f(u) - fv - fpv * (u - v)
+    return max(2 * tau * float(np.sum(np.where(both_zero, 0.0, ref * terms))), 0.0)

@@ -44,10 +44,10 @@ import jax
 import numpy as np
 import scipy.linalg
 from scipy.optimize import linprog
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax, logsumexp, softmax
 from threadpoolctl import ThreadpoolController
 
-from gamesim.core.divergences import REVERSE_KL, Divergence, as_divergence, best_response, duality_gap_f
+from gamesim.core.divergences import REVERSE_KL, Divergence, as_divergence, best_response, best_response_log, duality_gap_f
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
 from gamesim.core.guards import confirm, progress_bar, solve_estimate
@@ -161,7 +161,7 @@ def duality_gap(game, policy, tau: float = 0.0, divergence=None, alpha: float | 
         policy: π, (n,) or (C, n).
         tau: the KL weight τ ≥ 0 of J(π₁, π₂) = π₁ᵀPπ₂ − τ KL(π₁‖π_ref) + τ KL(π₂‖π_ref).
         divergence: the regularizer in place of KL (as `solve`); for all but reverse KL the gap is
-            2τ Σ π_ref B_f(π/π_ref, BR_f(π)/π_ref) (`gamesim.core.divergences`), π > 0 required.
+            2τ Σ π_ref B_f(π/π_ref, BR_f(π)/π_ref) (`gamesim.core.divergences`; forward KL needs π > 0).
         alpha: α of the "alpha" divergence.
 
     Returns:
@@ -182,8 +182,9 @@ def duality_gap(game, policy, tau: float = 0.0, divergence=None, alpha: float | 
     div = as_divergence(divergence, alpha)
     tau = check_tau(tau)
     if div != REVERSE_KL and tau > 0:
-        if np.any(stack <= 0):
-            raise GamesimError(f"the {div.label} duality gap needs a policy with every probability > 0")
+        if div.name == "forward-kl" and np.any(stack <= 0):
+            raise GamesimError("the forward-kl duality gap is infinite at a policy with a zero probability "
+                               "(f(u) = −log u): give every response probability > 0")
         gaps = [duality_gap_f(A, np.log(ref), pi, tau, div)
                 for A, ref, pi in zip(game.payoff, game.stacked_reference, stack)]
         return float(game.weights @ np.asarray(gaps))
@@ -596,9 +597,7 @@ def _f_newton(A, log_ref, tau, div, ell):
         with np.errstate(over="ignore", invalid="ignore"):
             return np.r_[A @ pi - tau * div.f_prime_log(ell) - lam, pi.sum() - 1.0]
 
-    pi0 = ref * np.exp(ell)
-    p = best_response(A @ pi0, log_ref, tau, div)  # λ from the best response to the start
-    lam = float(np.mean(A @ pi0 - tau * div.f_prime_log(np.log(p) - log_ref)))
+    lam = float(np.mean(A @ (ref * np.exp(ell)) - tau * div.f_prime_log(ell)))  # least squares for λ given ℓ
     F = evaluate(ell, lam)
     norm = np.linalg.norm(F)
     for _ in range(_MAX_NEWTON):
@@ -622,8 +621,7 @@ def _f_newton(A, log_ref, tau, div, ell):
         else:
             break
         ell, lam, F, norm = ell_new, lam_new, F_new, norm_new
+    ell = ell - logsumexp(log_ref + ell)  # normalized in log space: an underflowed π_y keeps a finite ℓ_y
     pi = ref * np.exp(ell)
-    pi = pi / pi.sum()
-    ell = np.log(pi) - log_ref
     residual = float(np.max(np.abs(pi - best_response(A @ pi, log_ref, tau, div))))
     return ell, residual <= tol
