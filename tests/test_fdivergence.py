@@ -21,10 +21,14 @@ TAUS = [1e-3, 0.1, 1.0, 10.0]
 
 
 def test_reverse_kl_is_todays_solve_bit_for_bit():
+    """divergence="reverse-kl" (and the default) run today's KL solver, `equilibria._solve`, bit for bit."""
+    from gamesim.core.equilibria import _solve
+
     for spec in GAMES:
         for tau in (0.0, 0.05, 1.0):
-            today = solve(load_game(spec), tau)
-            for div in ("reverse-kl", Divergence("reverse-kl")):
+            today = _solve(load_game(spec), tau)
+            assert today.method in ("interior-point", "newton")
+            for div in (None, "reverse-kl", Divergence("reverse-kl")):
                 again = solve(load_game(spec), tau, divergence=div)  # fresh games: no shared cache
                 assert np.array_equal(today.policy, again.policy) and today.method == again.method
                 assert (today.value, today.duality_gap, today.divergence) == (again.value, again.duality_gap, "reverse-kl")
