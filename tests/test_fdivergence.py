@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from gamesim import GamesimError, load_game, simulate, solve
 from gamesim.core.divergences import Divergence, best_response, duality_gap_f
 from gamesim.core.equilibria import duality_gap, fixed_point_residual
-from transcriptions import f_fn, f_omd, f_prime, normalize, omd
+from transcriptions import f_fn, f_omd, f_prime, omd
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -47,7 +47,7 @@ from scipy.optimize import linprog
 from scipy.special import log_softmax, logsumexp, softmax
 from threadpoolctl import ThreadpoolController
 
-from gamesim.core.divergences import REVERSE_KL, Divergence, as_divergence, best_response, best_response_log, duality_gap_f
+from gamesim.core.divergences import REVERSE_KL, Divergence, as_divergence, best_response, duality_gap_f
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
 from gamesim.core.guards import confirm, progress_bar, solve_estimate

@@ -413,7 +413,7 @@ def _optimistic_init(log_pi0, A, log_ref, key):
 
 def _f_omd(name):
     """The step of mirror descent on the `name`-regularized game (`updates.f_omd_update`)."""
-    from gamesim.core.divergences import f_prime_log
+    from gamesim.core.divergences import f_prime_log  # loads numpy and scipy, which reading the registry must not (CLI start-up)
 
     def step(s, A, log_ref, eta, tau, t, p):
         alpha = p["alpha"] if name == "alpha" else None
