@@ -142,6 +142,10 @@ def test_engine_runs_omd_alpha_with_its_divergence_metrics():
     assert np.all(m["regret"] <= m["linear_regret"] + 1e-12)
     assert np.all(m["gap_reg_avg"] <= 2 * m["regret"] / plays + 1e-12)
     assert m["gap_reg"][-1] < 1e-8 and np.all(np.isfinite(np.asarray(list(m.values()), float)))
+    # too large a step (ητ = 1 at τ = 0.01: π* ≪ π_ref, h = (π_ref/π*)^α) blows the run up: infinite, never NaN
+    wild = simulate(game, "omd-alpha", eta=100.0, tau=0.01, alpha=0.99, iterations=100, record_every=10)
+    assert not any(np.isnan(np.asarray(v, float)).any() for v in wild.metrics.values())
+    assert not np.isnan(wild.policies).any() and np.isinf(wild.metrics["linear_regret"][-1])
 
 
 @settings(max_examples=8)

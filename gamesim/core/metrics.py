@@ -223,7 +223,7 @@ def accumulate(acc: Accumulators | None, log_pi, log_ref, divergence=None) -> Ac
         name, alpha = divergence
         div_ref = f_divergence(log_pi, log_ref, name, alpha)
         slope = fdiv.f_prime_log(name, log_pi - log_ref, alpha, jnp)
-        ratio = slope - jnp.sum(pi * slope, axis=-1, keepdims=True) + div_ref[..., None]
+        ratio = slope - jnp.sum(jnp.where(pi > 0, pi * slope, 0.0), axis=-1, keepdims=True) + div_ref[..., None]
     if acc is None:
         return Accumulators(jnp.ones((), log_pi.dtype), pi, div_ref, ratio, pi)
     return Accumulators(acc.plays + 1, acc.sum_pi + pi, acc.sum_kl_ref + div_ref,
@@ -293,6 +293,10 @@ def record(acc: Accumulators, A, log_ref, weights, log_pi, tau, log_pi_star, pi_
         "winrate_vs_eq": 0.5 - jnp.sum(jnp.exp(log_pi_star) * scores, axis=-1),
         "support": jnp.sum(pi >= 1e-9, axis=-1).astype(pi.dtype),
     }
+    if divergence is not None:  # an iterate with π_y = 0 (a run blown up by too large an η): f′(0) = −∞, and for
+        # forward KL D_f = ∞ too, whose ∞ − ∞ is the linearized regret's unbounded value, not a NaN
+        per_context["linear_regret"] = jnp.where(jnp.isnan(per_context["linear_regret"]), jnp.inf,
+                                                 per_context["linear_regret"])
     if pi_vn is not None:
         per_context["dueling_regret"] = T * jnp.sum(pi_vn * avg_scores, axis=-1)
     out = {name: jnp.dot(weights, value) for name, value in per_context.items()}
