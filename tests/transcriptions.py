@@ -189,3 +189,25 @@ def sparring_expected(w_left, w_right, P, gamma, eta):
     """Sparring's expected EXP3 exponent: each learner's x̂ replaced by E[x̂] = P p_opponent."""
     p_left, p_right = exp3_played(w_left, gamma), exp3_played(w_right, gamma)
     return normalize(w_left * np.exp(eta * P @ p_right)), normalize(w_right * np.exp(eta * P @ p_left))
+# --- f-DPO's divergences (Wang et al. 2023, arXiv 2309.16240: their f and f′) ------------------------------
+def f_prime(name, u, alpha=None):
+    """f′(u) as f-DPO lists it: log u + 1, −1/u, log(2u/(1 + u)), (1 − u^{−α})/α."""
+    return {"reverse-kl": lambda: np.log(u) + 1, "forward-kl": lambda: -1 / u,
+            "js": lambda: np.log(2 * u / (1 + u)), "alpha": lambda: (1 - u ** (-alpha)) / alpha}[name]()
+
+
+def f_fn(name, u, alpha=None):
+    """f(u): u log u, −log u, u log u − (u + 1) log((u + 1)/2), (u^{1−α} − (1−α)u − α)/(α(α − 1))."""
+    return {"reverse-kl": lambda: u * np.log(u), "forward-kl": lambda: -np.log(u),
+            "js": lambda: u * np.log(u) - (u + 1) * np.log((u + 1) / 2),
+            "alpha": lambda: (u ** (1 - alpha) - (1 - alpha) * u - alpha) / (alpha * (alpha - 1))}[name]()
+
+
+def f_omd(name, alpha=None):
+    """Mirror descent on π₁ᵀPπ₂ − τD_f(π₁‖π_ref) + τD_f(π₂‖π_ref), regularizer linearized at π_t, in
+    probability space with P: π_{t+1} ∝ π_t exp(η[P(y ≻ π_t) − τ f′(π_t(y)/π_ref(y))])."""
+
+    def step(pi, P, ref, eta, tau, t=0):
+        return normalize(pi * np.exp(eta * (P @ pi - tau * f_prime(name, pi / ref, alpha))))
+
+    return step

@@ -44,9 +44,10 @@ import jax
 import numpy as np
 import scipy.linalg
 from scipy.optimize import linprog
-from scipy.special import log_softmax, softmax
+from scipy.special import log_softmax, logsumexp, softmax
 from threadpoolctl import ThreadpoolController
 
+from gamesim.core.divergences import REVERSE_KL, Divergence, as_divergence, best_response, duality_gap_f
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
 from gamesim.core.guards import confirm, progress_bar, solve_estimate
@@ -76,7 +77,9 @@ class Equilibrium:
         duality_gap: DualGap_τ(π*), ρ-weighted over contexts: rounding level at a solution.
         tau: the KL weight it was solved at (0: the von Neumann winner).
         method: how it was found ("interior-point", "lp", "lp+max-support", "newton",
-            "newton+continuation"; '+'-joined over contexts), not part of equality.
+            "newton+continuation", "f-newton", "f-newton+continuation"; '+'-joined over contexts), not
+            part of equality.
+        divergence: the regularizer's label ("reverse-kl", "forward-kl", "js", "alpha=0.5"; `divergences`).
 
     References:
         von Neumann winner: Dudík et al. 2015; SPPO eq. 3.3. π*_τ: NLHF (Munos et al. 2023) Prop. 1.
@@ -87,10 +90,12 @@ class Equilibrium:
     duality_gap: float
     tau: float
     method: str = field(default="", compare=False)
+    divergence: str = "reverse-kl"
 
 
-def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
-    """The equilibrium of `game` regularized by KL weight `tau` (see the module docstring for how).
+def solve(game, tau: float = 0.0, yes: bool | None = None, divergence=None, alpha: float | None = None) -> Equilibrium:
+    """The equilibrium of `game` regularized by KL weight `tau` (see the module docstring for how),
+    or by another f-divergence (`divergence`, see `gamesim.core.divergences`).
 
     Games are immutable, so each game object remembers its solutions: solving again is free.
 
@@ -99,6 +104,11 @@ def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
         tau: 0 for the von Neumann winner of maximal support, or τ in [MIN_TAU, MAX_TAU] for the
             regularized equilibrium π*_τ = softmax(log π_ref + Pπ*_τ/τ).
         yes: consent to a solve estimated above the `guards` thresholds (None warns, False refuses).
+        divergence: the regularizer D_f of J(π₁, π₂) = π₁ᵀPπ₂ − τD_f(π₁‖π_ref) + τD_f(π₂‖π_ref): None or
+            "reverse-kl" (the KL above, today's solver), "forward-kl", "js", "alpha" (with `alpha` in
+            (0, 1)) or a `Divergence`. The others solve (Aπ)_y − τ f′(π_y/π_ref(y)) = λ by damped Newton
+            (`_f_regularized`), certified by max_y |π_y − BR_f(π)_y| ≤ 1e-13 (or the rounding floor).
+        alpha: α of the "alpha" divergence.
 
     Returns:
         The `Equilibrium`, per context for a contextual game.
@@ -118,6 +128,13 @@ def solve(game, tau: float = 0.0, yes: bool | None = None) -> Equilibrium:
     """
     game = load_game(game)
     tau = check_tau(tau)
+    div = as_divergence(divergence, alpha)
+    if div != REVERSE_KL and tau > 0:
+        key = (tau, div)
+        if key not in game.solutions:
+            confirm(solve_estimate(game.n, game.num_contexts, tau), yes)
+            game.solutions[key] = _solve_f(game, tau, div)
+        return game.solutions[key]
     if tau not in game.solutions:
         confirm(solve_estimate(game.n, game.num_contexts, tau), yes)
         game.solutions[tau] = _solve(game, tau)
@@ -136,13 +153,16 @@ def _solve(game: PreferenceGame, tau: float) -> Equilibrium:
     return Equilibrium(policy, 0.5 - gap / 2, gap, tau, "+".join(sorted(methods)))
 
 
-def duality_gap(game, policy, tau: float = 0.0) -> float:
+def duality_gap(game, policy, tau: float = 0.0, divergence=None, alpha: float | None = None) -> float:
     """DualGap_τ(π) = max_p J(p, π) − min_q J(π, q), ρ-weighted over contexts (`metrics.duality_gaps`).
 
     Args:
         game: a PreferenceGame or a spec string.
         policy: π, (n,) or (C, n).
         tau: the KL weight τ ≥ 0 of J(π₁, π₂) = π₁ᵀPπ₂ − τ KL(π₁‖π_ref) + τ KL(π₂‖π_ref).
+        divergence: the regularizer in place of KL (as `solve`); for all but reverse KL the gap is
+            2τ Σ π_ref B_f(π/π_ref, BR_f(π)/π_ref) (`gamesim.core.divergences`; forward KL needs π > 0).
+        alpha: α of the "alpha" divergence.
 
     Returns:
         The gap, ≥ 0 and 0 only at the equilibrium (at τ = 0, twice the exploitability).
@@ -159,6 +179,15 @@ def duality_gap(game, policy, tau: float = 0.0) -> float:
     """
     game = load_game(game)
     stack = game.stack_policy(policy)
+    div = as_divergence(divergence, alpha)
+    tau = check_tau(tau)
+    if div != REVERSE_KL and tau > 0:
+        if div.name == "forward-kl" and np.any(stack <= 0):
+            raise GamesimError("the forward-kl duality gap is infinite at a policy with a zero probability "
+                               "(f(u) = −log u): give every response probability > 0")
+        gaps = [duality_gap_f(A, np.log(ref), pi, tau, div)
+                for A, ref, pi in zip(game.payoff, game.stacked_reference, stack)]
+        return float(game.weights @ np.asarray(gaps))
     with jax.enable_x64(True), np.errstate(divide="ignore"):
         gaps = duality_gaps(game.payoff, np.log(game.stacked_reference), np.log(stack), check_tau(tau))
         return float(game.weights @ np.asarray(gaps))
@@ -509,11 +538,90 @@ def _newton(A: np.ndarray, log_ref: np.ndarray, tau: float, x: np.ndarray) -> tu
     return x, converged(pi, log_q)
 
 
-def fixed_point_residual(game, policy, tau: float) -> float:
-    """max |π − softmax(log π_ref + Pπ/τ)| over contexts and responses (τ > 0)."""
+def fixed_point_residual(game, policy, tau: float, divergence=None, alpha: float | None = None) -> float:
+    """max |π − BR(π)| over contexts and responses (τ > 0): BR = softmax(log π_ref + Pπ/τ) for reverse
+    KL, else the f-regularized best response (`divergences.best_response`, a root in λ)."""
     game = load_game(game)
     stack = game.stack_policy(policy)
+    div = as_divergence(divergence, alpha)
     out = 0.0
     for A, ref, pi in zip(game.payoff, game.stacked_reference, stack):
-        out = max(out, float(np.max(np.abs(pi - softmax(np.log(ref) + A @ pi / tau)))))
+        br = (softmax(np.log(ref) + A @ pi / tau) if div == REVERSE_KL
+              else best_response(A @ pi, np.log(ref), tau, div))
+        out = max(out, float(np.max(np.abs(pi - br))))
     return out
+
+
+# --- τ > 0, another f-divergence ---------------------------------------------------------------------
+def _solve_f(game: PreferenceGame, tau: float, div: Divergence) -> Equilibrium:
+    policies, methods = [], set()
+    for A, ref in zip(game.payoff, game.stacked_reference):
+        pi, method = _f_regularized(A, np.log(ref), tau, div)
+        policies.append(pi)
+        methods.add(method)
+    policy = game.unstack(np.stack(policies))
+    policy.setflags(write=False)
+    gap = duality_gap(game, policy, tau, div)
+    return Equilibrium(policy, 0.5 - gap / 2, gap, tau, "+".join(sorted(methods)), div.label)
+
+
+def _f_regularized(A: np.ndarray, log_ref: np.ndarray, tau: float, div: Divergence) -> tuple[np.ndarray, str]:
+    """π with π = BR_f(π): damped Newton from π_ref, else a continuation in τ (as `_regularized`)."""
+    ell, ok = _f_newton(A, log_ref, tau, div, np.zeros_like(log_ref))
+    if ok:
+        return np.exp(log_ref + ell), "f-newton"
+    taus = [tau]
+    while taus[-1] < _CONTINUATION_START:
+        taus.append(taus[-1] * 2)
+    ell = np.zeros_like(log_ref)
+    for t in reversed(taus):
+        ell, ok = _f_newton(A, log_ref, t, div, ell)
+    if not ok:
+        raise RuntimeError(f"the {div.label}-regularized equilibrium solver did not converge at tau={tau}; "
+                           "please report this game")
+    return np.exp(log_ref + ell), "f-newton+continuation"
+
+
+def _f_newton(A, log_ref, tau, div, ell):
+    """Damped Newton on F(ℓ, λ) = (Aπ − τ f′(e^ℓ) − λ·1, Σπ − 1), π = π_ref e^ℓ, ℓ = log(π/π_ref),
+    merit ‖F‖₂; returns (ℓ, converged), converged as in `_newton` but with the f best response.
+
+    Jacobian [A diag(π) − τ diag(h(ℓ)), −1; πᵀ, 0], h = d f′/dℓ > 0: nonsingular, since in the variable
+    δπ = π∘δℓ its block is A − τ diag(h/π), a skew matrix minus a positive diagonal."""
+    n = len(ell)
+    ref = np.exp(log_ref)
+    tol = max(RESIDUAL_TARGET, _ROUNDING_FACTOR * np.finfo(float).eps * np.abs(A).max() / tau)
+
+    def evaluate(ell, lam):
+        pi = ref * np.exp(ell)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.r_[A @ pi - tau * div.f_prime_log(ell) - lam, pi.sum() - 1.0]
+
+    lam = float(np.mean(A @ (ref * np.exp(ell)) - tau * div.f_prime_log(ell)))  # least squares for λ given ℓ
+    F = evaluate(ell, lam)
+    norm = np.linalg.norm(F)
+    for _ in range(_MAX_NEWTON):
+        pi = ref * np.exp(ell)
+        J = np.zeros((n + 1, n + 1))
+        J[:n, :n] = A * pi
+        J[np.diag_indices(n)] -= tau * div.f_prime_log_slope(ell)
+        J[:n, n], J[n, :n] = -1.0, pi
+        try:
+            step = -np.linalg.solve(J, F)
+        except np.linalg.LinAlgError:
+            break
+        alpha = 1.0
+        while alpha > _MIN_DAMPING:
+            ell_new, lam_new = ell + alpha * step[:n], lam + alpha * step[n]
+            F_new = evaluate(ell_new, lam_new)
+            norm_new = np.linalg.norm(F_new)
+            if np.isfinite(norm_new) and norm_new < (1 - _ARMIJO * alpha) * norm:
+                break
+            alpha /= 2
+        else:
+            break
+        ell, lam, F, norm = ell_new, lam_new, F_new, norm_new
+    ell = ell - logsumexp(log_ref + ell)  # normalized in log space: an underflowed π_y keeps a finite ℓ_y
+    pi = ref * np.exp(ell)
+    residual = float(np.max(np.abs(pi - best_response(A @ pi, log_ref, tau, div))))
+    return ell, residual <= tol

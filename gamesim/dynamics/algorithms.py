@@ -246,6 +246,9 @@ class Algorithm:
         query_count: query_count(params) → the queries one step makes, for a method whose count
             depends on its hyperparameters (the `queries` metric then uses it; queries_per_step > 0
             still marks the method as sampled).
+        divergence: the f-divergence in place of KL in the game its `target` and its τ-regularized
+            metrics refer to ("forward-kl", "js", "alpha", `gamesim.core.divergences`; α is then the
+            run's "alpha" hyperparameter); None: KL.
 
     References:
         Each built-in's `citation`; the engine's signature is documented in docs/howto/own_method.md.
@@ -268,10 +271,17 @@ class Algorithm:
     queries_per_step: int = 0
     needs_tau: bool = False
     query_count: Callable | None = None
+    divergence: str | None = None
 
     def queries(self, params: dict) -> float:
         """The preference queries one step makes with these (resolved) hyperparameters."""
         return float(self.query_count(params) if self.query_count is not None else self.queries_per_step)
+
+    def divergence_of(self, params: dict):
+        """(name, α) of the regularizer for a run with hyperparameters `params`, or None for KL."""
+        if self.divergence is None:
+            return None
+        return self.divergence, params.get("alpha") if self.divergence == "alpha" else None
 
     def resolve_params(self, given: dict) -> dict:
         """The full hyperparameters: `given` checked against `params`, defaults filled in."""
@@ -483,6 +493,20 @@ SPARRING_PARAMS = {
 }
 
 
+def _f_omd(name):
+    """The step of mirror descent on the `name`-regularized game (`updates.f_omd_update`)."""
+    from gamesim.core.divergences import f_prime_log  # loads numpy and scipy, which reading the registry must not (CLI start-up)
+
+    def step(s, A, log_ref, eta, tau, t, p):
+        alpha = p["alpha"] if name == "alpha" else None
+        return _u().f_omd_update(s, A, log_ref, eta, tau, lambda ell: f_prime_log(name, ell, alpha, _jnp()))
+
+    return step
+
+
+_F_OMD = ("f-DPO's divergence (Wang et al. 2023, arXiv 2309.16240) in the self-play game: mirror descent "
+          "log π ← log π + η[Aπ − τ f′(π/π_ref)] − log Z")
+_F_LIMIT = "π*_f (Aπ − τ f′(π/π_ref) = λ), last iterate, for ητ small enough (measured: README)"
 MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
                                   "(1: the paper's π^{1−ητ} π_ref^{ητ}; EGPO's code: 1/2)")
 BETA = Param(0.125, 0.0, 1.0, "weight of π_ref in the opponent mixture π^{1−β} π_ref^β")
@@ -566,6 +590,10 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               "von Neumann winner, average iterate (Dudík et al. 2015); reports the left learner's played p",
               init=_sparring_init, log_policy=_first, params=SPARRING_PARAMS, kl_bounded=False, target="original",
               uses_tau=False, default_init="uniform", queries_per_step=1, query_count=lambda p: p["duels"]),
+    Algorithm("omd-forward-kl", _f_omd("forward-kl"), _F_OMD + ", f(u) = −log u", _F_LIMIT, divergence="forward-kl"),
+    Algorithm("omd-js", _f_omd("js"), _F_OMD + ", Jensen-Shannon", _F_LIMIT, divergence="js"),
+    Algorithm("omd-alpha", _f_omd("alpha"), _F_OMD + ", α-divergence", _F_LIMIT, divergence="alpha",
+              params={"alpha": Param(0.5, 0.01, 0.99, "α of the α-divergence, f′(u) = (1 − u^{−α})/α (f-DPO: 0 < α < 1)")}),
 ]}
 
 

@@ -433,3 +433,33 @@ def sparring_exact_update(log_w_left, log_w_right, A, eta, gamma):
     p_left, p_right = (jnp.exp(exp3_policy(lw, gamma)) for lw in (log_w_left, log_w_right))
     return (log_softmax(log_w_left + eta * matvec(A, p_right), axis=-1),
             log_softmax(log_w_right + eta * matvec(A, p_left), axis=-1))
+def f_omd_update(log_pi, A, log_ref, eta, tau, f_prime):
+    r"""Mirror descent on the f-regularized game (`gamesim.core.divergences`), explicit in the regularizer:
+
+        log π_{t+1} = log π_t + η[(Aπ_t) − τ f′(π_t/π_ref)] − log Z,
+
+    the entropic mirror step on the gradient of π ↦ πᵀPπ_t − τ D_f(π‖π_ref) at π_t (the regularizer
+    linearized at π_t; A = P − 1/2, the constant η/2 cancels in Z). `f_prime(ℓ)` is f′ as a function of
+    ℓ = log(π/π_ref) (`divergences.f_prime_log`). For reverse KL, f′ = ℓ + 1 and the step is
+    (1 − ητ) log π_t + ητ log π_ref + ηAπ_t − log Z, `omd_update` (equal up to rounding). Its fixed
+    points are the f-equilibria, (Aπ)_y − τ f′(π_y/π_ref(y)) = λ (Wang et al. 2023, f-DPO, their
+    optimality condition with the reward replaced by the self-play score Aπ). Learning-rate convention:
+    η multiplies the scores.
+
+    Step size. Linearized at π*, the regularizer's part of the step multiplies δℓ_y by 1 − ητ h(ℓ*_y),
+    h(ℓ) = d f′/dℓ = u f″(u) (1 for reverse KL, 1/(1 + u) ≤ 1 for JS, 1/u for forward KL, u^{−α} for α,
+    u = π*/π_ref): so ητ max_y h(ℓ*_y) < 2 is needed, which for forward KL and α is stricter than OMD's
+    ητ ≤ 1 where π* ≪ π_ref (small τ); the skew part ηA adds rotation, as for OMD. The registry enforces
+    ητ ≤ 1; measured limits are in the README's f-divergence section.
+
+    Guard: f′ is evaluated at max(ℓ, F_LOG_RATIO_FLOOR) (ℓ ≥ −600, π/π_ref ≥ e^{−600}), which no
+    converging run reaches; it keeps ητ f′ finite when a too-large η makes the iterates blow up (forward
+    KL's −1/u overflows float64 below u = e^{−709}), so such a run shows an infinite gap, never a NaN.
+    """
+    pi = jnp.exp(log_pi)
+    ratio = jnp.maximum(log_pi - log_ref, F_LOG_RATIO_FLOOR)
+    return log_softmax(log_pi + eta * (matvec(A, pi) - tau * f_prime(ratio)), axis=-1)
+
+
+F_LOG_RATIO_FLOOR = -600.0
+"""`f_omd_update` evaluates f′(π/π_ref) at log(π/π_ref) ≥ this: e^{600}/α ≤ 4e262 stays finite times ητ ≤ 1."""

@@ -35,6 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from gamesim.bandit.recipes import OPTIONS
 from gamesim.bandit.sampled import sampled_algorithm
 from gamesim.core import VERSION
+from gamesim.core.divergences import Divergence
 from gamesim.core.equilibria import check_tau, solve
 from gamesim.core.errors import GamesimError
 from gamesim.core.games import PreferenceGame, load_game
@@ -282,7 +283,8 @@ def _run(alg, games, games_b, etas, taus, seeds, inits, params, T, k, schedule, 
     A, log_ref = game_arrays[0] if shared else map(stack, zip(*game_arrays))
     weights = stack([g.weights for g in games_b])
     target_taus = [t if alg.target == "regularized" else 0.0 for t in taus]
-    pi_star = np.stack([g.stack_policy(solve(g, t, yes=yes).policy) for g, t in zip(games_b, target_taus)])
+    pi_star = np.stack([g.stack_policy(solve(g, t, yes=yes, divergence=_target_divergence(alg, p)).policy)
+                        for g, t, p in zip(games_b, target_taus, params)])
     sampled = alg.queries_per_step > 0
     pi_vn = stack([g.stack_policy(solve(g, 0.0, yes=yes).policy) for g in games_b]) if sampled else None
     with np.errstate(divide="ignore"):
@@ -520,6 +522,12 @@ def _as_seq(x, batch_ndim: int) -> list | None:
     return None
 
 
+def _target_divergence(alg: Algorithm, params: dict):
+    """The `Divergence` of the game an f-divergence algorithm's target and metrics refer to (None: KL)."""
+    spec = alg.divergence_of(params)
+    return None if spec is None else Divergence(*spec)
+
+
 def initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
     """log π_0 as a (C, n) stack."""
     if isinstance(init, str) and init == "reference":
@@ -539,15 +547,19 @@ def initial_policy(game: PreferenceGame, init, seed) -> np.ndarray:
 
 
 # --- compiled pieces (cached per algorithm, shape flags and loop lengths) ---------------------------
-def _per_run(init, step, log_policy):
+def _per_run(init, step, log_policy, divergence=None):
     """The single-run functions the batch vmaps: start (π_0 → carry, record), a chunk, and the
     records of stored states (the numba path's). They close over the algorithm's functions, not
     the Algorithm, so that its compiled loops (`_compiled`) die with it."""
 
+    def spec(hyper: Hyper):
+        """(name, α) of an f-divergence run's regularizer (`metrics.record`), or None for KL."""
+        return None if divergence is None else (divergence, hyper.params.get("alpha"))
+
     def snapshot(state, acc, consts: Games, hyper: Hyper):
         log_pi = log_policy(state)
-        return (record(acc, consts.A, consts.log_ref, hyper.weights, log_pi, hyper.tau, hyper.log_pi_star, hyper.pi_vn),
-                jnp.exp(log_pi))
+        return (record(acc, consts.A, consts.log_ref, hyper.weights, log_pi, hyper.tau, hyper.log_pi_star, hyper.pi_vn,
+                       spec(hyper)), jnp.exp(log_pi))
 
     def snapshots(log_pi, plays, sum_pi, sum_kl_ref, sum_log_ratio, sum_weighted_pi, consts, hyper):
         """The records of the numba path's stored states (mirror chains: the state is log π)."""
@@ -556,7 +568,7 @@ def _per_run(init, step, log_policy):
 
     def start(consts: Games, hyper: Hyper, log_pi0, key):
         state = init(log_pi0, consts.A, consts.log_ref, key)
-        acc = accumulate(None, log_policy(state), consts.log_ref)
+        acc = accumulate(None, log_policy(state), consts.log_ref, spec(hyper))
         return Carry(state, acc, jnp.zeros((), log_pi0.dtype)), snapshot(state, acc, consts, hyper)
 
     def chunk(carry: Carry, consts: Games, hyper: Hyper, k, r):
@@ -565,7 +577,7 @@ def _per_run(init, step, log_policy):
         def update(c: Carry, _):
             eta = hyper.eta0 / (1 + hyper.decay * c.t)
             state = step(c.state, A, log_ref, eta, hyper.tau, c.t, hyper.params)
-            return Carry(state, accumulate(c.acc, log_policy(state), log_ref), c.t + 1), None
+            return Carry(state, accumulate(c.acc, log_policy(state), log_ref, spec(hyper)), c.t + 1), None
 
         def one_record(c: Carry, _):
             c, _ = jax.lax.scan(update, c, None, length=k)
@@ -585,7 +597,7 @@ with it, so a process that makes many throwaway algorithms (a user's sweep over 
 def _compiled(alg: Algorithm, key: tuple, build):
     per_alg = _COMPILED.setdefault(alg, {})
     if key not in per_alg:
-        per_alg[key] = build(_per_run(alg.init, alg.step, alg.log_policy))
+        per_alg[key] = build(_per_run(alg.init, alg.step, alg.log_policy, alg.divergence))
     return per_alg[key]
 
 
