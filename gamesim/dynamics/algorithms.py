@@ -419,7 +419,7 @@ def optimism_limit(P, ref, tau: float, vpo: bool) -> float:
     instead restrict the policy class (XPO: |β log(π/π_ref)| ≤ V_max; VPO: a bounded reward class),
     which the unrestricted tabular class is not.
     """
-    import numpy as np
+    import numpy as np  # only when a run's game is checked: reading the registry stays import-light (CLI start-up)
 
     P, ref = np.asarray(P, float), np.asarray(ref, float)
     off = ~np.eye(P.shape[-1], dtype=bool)

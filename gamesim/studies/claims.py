@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import root
 from scipy.special import logsumexp, softmax
 
 from gamesim.dynamics import theory
-from gamesim.dynamics.algorithms import Algorithm, get_algorithm, theorem_schedule
+from gamesim.dynamics.algorithms import Algorithm, get_algorithm, optimism_limit, theorem_schedule
 from gamesim.dynamics.losses import inpo_population_loss, ipo_loss, nash_md_pg_loss
 from gamesim.core.errors import GamesimError
 from gamesim.core.names import did_you_mean
@@ -733,8 +734,6 @@ def _xpo_residual(P, ref, W, pi, alpha, tau):
 
 def _xpo_fixed_point(P, ref, alpha, tau):
     """π* with W = π*π_refᵀ + π_ref π*ᵀ stationary (scipy.optimize.root, r_n pinned at 0)."""
-    from scipy.optimize import root
-
     def equations(free):
         r = np.append(free, 0.0)
         pi = softmax(np.log(ref) + r / tau)
@@ -754,8 +753,6 @@ def _xpo_stationary(ctx: Context) -> list[Check]:
     from the trajectory. (3) The population fixed point π* (W = π*π_refᵀ + π_refπ*ᵀ; scipy root)
     is a fixed point of the step. (bound) α is below `algorithms.optimism_limit`, under which a
     minimizer exists at every step (the paper's sample-complexity bound is not checkable exactly)."""
-    from gamesim.dynamics.algorithms import optimism_limit
-
     game, tau = ctx.game, 0.5
     P = np.stack([game.P]) if not game.contextual else game.P
     ref = game.stacked_reference
