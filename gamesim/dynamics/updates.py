@@ -369,6 +369,12 @@ def optimistic_dpo_update(log_pi, mean_weights, scores, A, log_ref, tau, alpha, 
     α/(t+1). `mean_weights` is W̄_{t−1} (its weight at t = 0 is 0); `log_optimism` the optimism
     term's distribution (π_ref; a mutant changes it). Returns (log π_{t+1}, W̄_t, r_{t+1}).
 
+    Sources: neither paper's full text could be read when this was written; the objectives are
+    Alg. 1 of XPO and VPO's online algorithm as their abstracts, TRL's XPOTrainer documentation
+    (loss: DPO + α·log π(ref completion)) and secondary summaries state them. Unchecked against
+    the papers: that VPO samples both responses from π_t, uses π_cal = π_ref online, and adds its
+    regularizer once (not per pair); that XPO's optimism sum runs over all past ỹ.
+
     Derived facts (tests/test_optimism.py, the claim "xpo-stationary"): at α = 0 on a Bradley-Terry
     game P = σ(s_y − s_y') the fit is r = s + c, so π_{t+1} = π_ref e^{s/β}/Z, the KL-regularized
     optimum, from the first step on; at α > 0 each π_{t+1} satisfies the stationarity condition
