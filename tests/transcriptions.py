@@ -211,3 +211,37 @@ def f_omd(name, alpha=None):
         return normalize(pi * np.exp(eta * (P @ pi - tau * f_prime(name, pi / ref, alpha))))
 
     return step
+class OptimisticDPO:
+    """XPO (Xie et al. 2024, Alg. 1) / online VPO (Cen et al. 2024, π_cal = π_ref) in population form,
+    in probability space: the pairs so far (y ~ π_i, y' ~ π_ref for XPO, y' ~ π_i for VPO, mass 1 each)
+    labelled by P, and π_{t+1} the stationary point of
+
+        Σ_i E[−log σ(β log(π(y⁺)/π_ref(y⁺)) − β log(π(y⁻)/π_ref(y⁻)))] + c Σ_y π_ref(y) log π(y),
+
+    c = (t+1)α (XPO: one ỹ ~ π_ref per pair) or αβ (VPO: the regularizer once), found by
+    scipy.optimize.root on the gradient in the free logits (the last pinned at 0)."""
+
+    def __init__(self, vpo=False):
+        self.vpo, self.pairs = vpo, []
+
+    def __call__(self, pi, P, ref, alpha, beta, t=0):
+        from scipy.optimize import root
+
+        self.pairs.append(np.outer(pi, pi if self.vpo else ref))
+        W = sum(m + m.T for m in self.pairs)
+        c = alpha * beta if self.vpo else len(self.pairs) * alpha
+        n = len(pi)
+
+        def gradient(free):
+            logits = np.append(free, 0.0)
+            p = np.exp(logits - logsumexp(logits))
+            h = beta * (np.log(p) - np.log(ref))
+            S = 1 / (1 + np.exp(-(h[:, None] - h[None, :])))
+            # d/dθ of the summed −log-likelihood: β Σ_y' W(σ − P), projected by the softmax Jacobian
+            g_h = (W * (S - P)).sum(1)
+            return (beta * (g_h - p * g_h.sum()) + c * (ref - p))[: n - 1]
+
+        start = np.log(pi[: n - 1]) - np.log(pi[-1])
+        sol = root(gradient, start, method="hybr", options={"xtol": 1e-15})
+        logits = np.append(sol.x, 0.0)
+        return np.exp(logits - logsumexp(logits))

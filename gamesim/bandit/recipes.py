@@ -13,6 +13,8 @@ policy on that data by minimizing the algorithm's loss (`Recipe.loss`) relative 
 | online-ipo | pairs from π_t | pair regression, IPO (Calandriello eq. 11) | log π_ref | 1/τ |
 | sppo | win-rates: K per prompt, P̂ from K(K−1)/2 queries (SPPO §5); best-worst: each prompt's best and worst by P̂ (SPPO's code) | SPPO eqs. 4.6–4.7 | log π_t | η |
 | iterative-dpo | pairs from π_t | DPO, β = 1/η | log π_t | η |
+| xpo | pairs y ~ π_t, ỹ ~ π_ref, all kept | DPO, β = τ, + α Σ log π(ỹ) (XPO Alg. 1) | log π_ref | 1/τ |
+| vpo | pairs from π_t, all kept | DPO, β = τ, + αβ E_{π_ref} log π (VPO, online) | log π_ref | 1/τ |
 
 The pair regression is the mean of ((θ − c)(y) − (θ − c)(y') − scale·(ℓ − 1/2))² (`losses.
 pair_regression_loss`), SPPO's loss (log π(y) − c(y) − (scale·P̂ − scale/2))², DPO's −log σ((h(y) −
@@ -22,6 +24,11 @@ w = ητ (the mixture normalized). The transformer mode runs the same losses on 
 `recipe="egpo"` runs EGPO's sampled estimators instead (`Egpo`; Zhou et al. 2025, `zhourunlong/
 EGPO` simulations/loss_funcs.py, the `*_sample` functions) for omd, extragradient, nash-md,
 online-ipo and nash-md-pg: one SGD step from θ_t = log π_t whose expectation is the exact step.
+
+XPO and VPO keep every iteration's comparisons (`Recipe.accumulate`: their sufficient statistics,
+the win counts and the optimism weights, in the sampled state) and fit with the optax fitters only:
+the empirical objective has no minimizer whenever a response that ỹ hit never won a comparison
+(the optimism term then sends its probability to 0), so there is no "exact" fit.
 
 Reading this module loads no JAX: the command line builds its flags from it at start-up.
 """
@@ -123,6 +130,11 @@ class Recipe:
             sampler too), "reference" (log π_ref) or "policy" (log π_t).
         scale: "eta" (η) or "inverse-tau" (1/τ), the factor on ℓ − 1/2.
         sampler: "policy" (π_t) or "mixture" (π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ}).
+        partner: the second response's sampler, "same" (the sampler's) or "reference" (π_ref: XPO's ỹ).
+        accumulate: whether the fit uses all the comparisons so far (XPO, VPO), with `loss`
+            "optimistic-dpo" and the optax fitters only.
+        optimism: the optimism term's weights, "partner-samples" (α per ỹ: XPO) or "reference"
+            (αβ π_ref once: VPO); None: none.
         egpo: EGPO's estimator, for `recipe="egpo"`.
         source: the paper and equations it transcribes.
     """
@@ -133,13 +145,16 @@ class Recipe:
     anchor: str | None = None
     scale: str = "eta"
     sampler: str = "policy"
+    partner: str = "same"
+    accumulate: bool = False
+    optimism: str | None = None
     egpo: Egpo | None = None
     source: str = ""
 
     @property
     def transformer(self) -> bool:
         """Whether the transformer mode runs it: its own loss on pairs (EGPO's estimators are tabular)."""
-        return self.loss is not None
+        return self.loss is not None and not self.accumulate
 
     @property
     def needs_tau(self) -> bool:
@@ -166,6 +181,12 @@ RECIPES: dict[str, Recipe] = {r.algorithm: r for r in [
            source="SPPO (Wu et al. 2024) §5, eqs. 4.6–4.7; `uclaml/SPPO` for best-worst"),
     Recipe("iterative-dpo", {"pairs": "pairs"}, "dpo", "policy",
            source="DPO (Rafailov et al. 2023) with reference π_t, β = 1/η"),
+    Recipe("xpo", {"pairs": "pairs"}, "optimistic-dpo", "reference", scale="inverse-tau", partner="reference",
+           accumulate=True, optimism="partner-samples",
+           source="XPO (Xie et al. 2024) Alg. 1: y ~ π_t, ỹ ~ π_ref, all data kept, + α Σ log π(ỹ)"),
+    Recipe("vpo", {"pairs": "pairs"}, "optimistic-dpo", "reference", scale="inverse-tau", accumulate=True,
+           optimism="reference",
+           source="VPO (Cen et al. 2024), online: y, y' ~ π_t, all data kept, + αβ E_{π_ref} log π (π_cal = π_ref)"),
     Recipe("omd", {"egpo": "egpo"}, egpo=Egpo(opponent=None, **_MIRROR_EGPO, source="EGPO's Online IPO 1: y'' ~ π_t"),
            source="EGPO (Zhou et al. 2025), simulations/loss_funcs.py"),
     Recipe("extragradient", {"egpo": "egpo"},

@@ -116,7 +116,16 @@ def sampled_algorithm(name: str, pairs: int = OPTIONS["pairs"].default, recipe: 
         raise GamesimError(f"batch ({batch}) cannot exceed the {size} data points of an iteration")
     exact = get_algorithm(name)
     params = {k: PARAMS[k] for k in ORACLE_PARAMS}
-    if kind == "egpo":
+    if spec.accumulate:
+        if fit == "exact" or batch is not None:
+            raise GamesimError(f"sampled {name} fits all the data so far with fit='sgd' or 'adam' on the full batch: "
+                               "its empirical objective has no minimizer when a response sampled for the optimism "
+                               "term never won (so no fit='exact'), and the data are kept as counts (no batch)")
+        params.update(exact.params)  # α
+        params["lr"] = PARAMS["lr"]
+        step = _accumulating_step(name, pairs, fit, steps, oracle == "hard")
+        queries = pairs
+    elif kind == "egpo":
         if (fit, steps, batch) != ("exact", OPTIONS["steps"].default, None):
             raise GamesimError("recipe='egpo' takes one SGD step per iteration at the learning rate that "
                                "matches η (see gamesim.bandit.sampled); leave fit, steps and batch unset")
@@ -131,7 +140,8 @@ def sampled_algorithm(name: str, pairs: int = OPTIONS["pairs"].default, recipe: 
     best_response = spec.anchor == "reference" and fit == "exact" and kind != "egpo"  # named for what it is
     label = ", egpo" if kind == "egpo" else ", exact fit: iterated best response" if best_response else ""
     return dataclasses.replace(
-        exact, name=f"{name}[sampled{label}]", step=step, init=_init, log_policy=_first, params=params,
+        exact, name=f"{name}[sampled{label}]", step=step, log_policy=_first, params=params, check_game=None,
+        init=_accumulating_init if spec.accumulate else _init,
         schedules=("constant",), queries_per_step=queries, needs_tau=spec.needs_tau or kind == "egpo",
         citation=f"{exact.citation}; sampled: {recipe}, N={pairs}{f', K={K}' if K else ''}, "
                  f"{'one SGD step' if kind == 'egpo' else fit + ' fit'}"
@@ -141,6 +151,12 @@ def sampled_algorithm(name: str, pairs: int = OPTIONS["pairs"].default, recipe: 
 
 def _init(log_pi0, A, log_ref, key):
     return log_pi0, key, jnp.zeros_like(log_pi0)
+
+
+def _accumulating_init(log_pi0, A, log_ref, key):
+    """(log π, key, scores, wins (C, n, n), optimism weights (C, n)): the counts of all the data so far."""
+    return log_pi0, key, jnp.zeros_like(log_pi0), jnp.zeros(log_pi0.shape + log_pi0.shape[-1:], log_pi0.dtype), \
+        jnp.zeros_like(log_pi0)
 
 
 def _first(state):
@@ -283,6 +299,44 @@ def _make_step(name, recipe, N, K, fit, steps, batch, hard):
         log_pi, scores = jax.vmap(context_step, in_axes=(0, 0, 0, 0, 0, None, None, None))(
             contexts, log_pi, A, log_ref, scores, eta, tau, params)
         return log_pi, jax.random.key_data(key), scores
+
+    return step
+
+
+def _accumulating_step(name, N, fit, steps, hard):
+    """XPO / VPO from sampled pairs (`recipes.Recipe.accumulate`): draw N pairs, add them to the win
+    counts and the optimism weights, then `steps` full-batch optax steps from θ_t = log π_t on
+    `losses.optimistic_dpo_loss` of all the data so far."""
+    spec = RECIPES[name]
+
+    def context_step(key, log_pi, A, log_ref, wins, optimism, eta, tau, params):
+        oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])
+        data = feedback.pairs(key, log_pi, A, oracle, N, log_ref if spec.partner == "reference" else None)
+        f, s, w = data.first, data.second, data.weight
+        wins = wins.at[f, s].add(w * data.label).at[s, f].add(w * (1 - data.label))
+        if spec.optimism == "partner-samples":  # XPO: α for each ỹ
+            optimism = optimism.at[s].add(params["alpha"] * w)
+        else:  # VPO: αβ E_{π_ref}[log π], once
+            optimism = params["alpha"] * tau * jnp.exp(log_ref)
+        optimizer = (optax.sgd if fit == "sgd" else optax.adam)(params["lr"])
+        grad = jax.grad(losses.optimistic_dpo_loss)
+
+        def one(carry, _):
+            theta, state = carry
+            updates, state = optimizer.update(grad(theta, log_ref, tau, wins, optimism), state, theta)
+            return (optax.apply_updates(theta, updates), state), None
+
+        theta = jax.lax.scan(one, (log_pi, optimizer.init(log_pi)), None, length=steps)[0][0]
+        return jax.nn.log_softmax(theta), wins, optimism
+
+    def step(state, A, log_ref, eta, tau, t, params):
+        log_pi, key, scores, wins, optimism = state
+        key, sub = jax.random.split(jax.random.wrap_key_data(key))
+        contexts = jax.random.split(sub, log_pi.shape[0])
+        log_ref = jnp.broadcast_to(log_ref, log_pi.shape)
+        log_pi, wins, optimism = jax.vmap(context_step, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))(
+            contexts, log_pi, A, log_ref, wins, optimism, eta, tau, params)
+        return log_pi, jax.random.key_data(key), scores, wins, optimism
 
     return step
 

@@ -249,6 +249,8 @@ class Algorithm:
         divergence: the f-divergence in place of KL in the game its `target` and its τ-regularized
             metrics refer to ("forward-kl", "js", "alpha", `gamesim.core.divergences`; α is then the
             run's "alpha" hyperparameter); None: KL.
+        check_game: check_game(game, tau, params) raises GamesimError for a game on which the
+            method is undefined (XPO/VPO: no minimizer); None: none.
 
     References:
         Each built-in's `citation`; the engine's signature is documented in docs/howto/own_method.md.
@@ -272,6 +274,7 @@ class Algorithm:
     needs_tau: bool = False
     query_count: Callable | None = None
     divergence: str | None = None
+    check_game: Callable | None = None
 
     def queries(self, params: dict) -> float:
         """The preference queries one step makes with these (resolved) hyperparameters."""
@@ -507,6 +510,59 @@ def _f_omd(name):
 _F_OMD = ("f-DPO's divergence (Wang et al. 2023, arXiv 2309.16240) in the self-play game: mirror descent "
           "log π ← log π + η[Aπ − τ f′(π/π_ref)] − log Z")
 _F_LIMIT = "π*_f (Aπ − τ f′(π/π_ref) = λ), last iterate, for ητ small enough (measured: README)"
+def optimism_limit(P, ref, tau: float, vpo: bool) -> float:
+    r"""The largest α for which XPO's (`vpo=False`) or VPO's population objective has a minimizer at
+    every step, by gamesim's derivation (a sufficient condition; `updates.optimistic_dpo_update`).
+
+    Along logits r − s·1_S (S a nonempty proper set of responses, s → ∞) the likelihood grows like
+    s·wins(S → S^c) and the optimism term falls like s·κ'·π_ref(S), so a minimizer exists when
+    wins(S → S^c) > κ'·π_ref(S) for every such S (the Lovász-extension argument: the ratio of the two
+    positively homogeneous, piecewise-linear growth rates is smallest at an indicator direction).
+    XPO: per pair π_t × π_ref, wins(S → S^c) ≥ p_min[π_t(S)π_ref(S^c) + π_ref(S)π_t(S^c)]
+    ≥ p_min·min(π_ref(S), π_ref(S^c)) and κ' = α/β, so α < β·p_min·π_min/(1 − π_min) suffices
+    (π_min = min π_ref, p_min = min_{y≠y'} P_yy'). VPO: the summed likelihood holds the first pair
+    π_0 × π_0 (π_0 = π_ref) and κ' = α/β·β = α once, so α < 2·p_min·π_min suffices. The papers
+    instead restrict the policy class (XPO: |β log(π/π_ref)| ≤ V_max; VPO: a bounded reward class),
+    which the unrestricted tabular class is not.
+    """
+    import numpy as np  # only when a run's game is checked: reading the registry stays import-light (CLI start-up)
+
+    P, ref = np.asarray(P, float), np.asarray(ref, float)
+    off = ~np.eye(P.shape[-1], dtype=bool)
+    p_min = float(np.min(P[..., off]))
+    pi_min = float(np.min(ref))
+    return 2 * p_min * pi_min if vpo else tau * p_min * pi_min / (1 - pi_min)
+
+
+def _optimism_check(vpo: bool) -> Callable:
+    def check(game, tau, params):
+        limit = optimism_limit(game.P, game.stacked_reference, tau, vpo)
+        if not params["alpha"] < limit:
+            name = "vpo" if vpo else "xpo"
+            raise GamesimError(
+                f"{name}: alpha={params['alpha']:g} is not below {limit:.4g}, the bound under which its tabular "
+                f"objective is guaranteed a minimizer on {game.label!r} at tau={tau:g} (the optimism term "
+                "can send a response's probability to 0 and the objective to −∞; see "
+                f"algorithms.optimism_limit). Use alpha < {limit:.4g}" + ("" if vpo else " or a larger tau"))
+    return check
+
+
+def _optimistic_dpo(vpo: bool, optimism=None) -> Callable:
+    """XPO's / VPO's population step (`updates.optimistic_dpo_update`); state (log π, W̄, r).
+    `optimism`(log π_t, log π_ref) → the optimism term's log-distribution (π_ref; a mutant's other)."""
+    def step(s, A, log_ref, eta, tau, t, p):
+        log_ref = _jnp().broadcast_to(log_ref, s[0].shape)
+        log_opt = log_ref if optimism is None else optimism(s[0], log_ref)
+        return _u().optimistic_dpo_update(s[0], s[1], s[2], A, log_ref, tau, p["alpha"], t,
+                                          s[0] if vpo else log_ref, log_opt, vpo)
+    return step
+
+
+def _optimistic_dpo_init(log_pi0, A, log_ref, key):
+    jnp = _jnp()
+    return log_pi0, jnp.zeros(log_pi0.shape + log_pi0.shape[-1:], log_pi0.dtype), jnp.zeros_like(log_pi0)
+
+
 MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
                                   "(1: the paper's π^{1−ητ} π_ref^{ητ}; EGPO's code: 1/2)")
 BETA = Param(0.125, 0.0, 1.0, "weight of π_ref in the opponent mixture π^{1−β} π_ref^β")
@@ -594,6 +650,22 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
     Algorithm("omd-js", _f_omd("js"), _F_OMD + ", Jensen-Shannon", _F_LIMIT, divergence="js"),
     Algorithm("omd-alpha", _f_omd("alpha"), _F_OMD + ", α-divergence", _F_LIMIT, divergence="alpha",
               params={"alpha": Param(0.5, 0.01, 0.99, "α of the α-divergence, f′(u) = (1 − u^{−α})/α (f-DPO: 0 < α < 1)")}),
+    Algorithm("xpo", _optimistic_dpo(False), "XPO (Xie et al. 2024) Alg. 1, population form: online DPO on all "
+              "past pairs (π_t × π_ref) + α Σ log π(ỹ), ỹ ~ π_ref; β = τ",
+              "on a Bradley-Terry game at α = 0, π_ref e^{s/τ}/Z from the first step; at α > 0 the stationary "
+              "point of the objective on its accumulated data (tabular, exact argmin)",
+              init=_optimistic_dpo_init, log_policy=_first, learning_rate=False, kl_bounded=False, needs_tau=True,
+              params={"alpha": Param(1e-5, 0.0, 1e6, "optimism weight α on Σ log π(ỹ), ỹ ~ π_ref (TRL's "
+                                                      "XPOConfig default 1e-5; the paper gives none)")},
+              check_game=_optimism_check(False)),
+    Algorithm("vpo", _optimistic_dpo(True), "VPO (Cen et al. 2024), online, population form: BT likelihood of all "
+              "past pairs (π_t × π_t) + αβ E_{π_ref}[log π] (π_cal = π_ref, optimistic sign); β = τ",
+              "on a Bradley-Terry game at α = 0, π_ref e^{s/τ}/Z from the first step; at α > 0 the stationary "
+              "point of the objective on its accumulated data, the optimism fading as α/(t+1)",
+              init=_optimistic_dpo_init, log_policy=_first, learning_rate=False, kl_bounded=False, needs_tau=True,
+              params={"alpha": Param(1e-3, 0.0, 1e6, "value-regularizer weight α (its αβ E_{π_ref} log π is "
+                                                      "added once to the summed likelihood; gamesim's default)")},
+              check_game=_optimism_check(True)),
 ]}
 
 

@@ -130,3 +130,21 @@ def dpo_population_loss(log_pi, log_pi_t, A, eta):
     i, j = _all_pairs(log_pi.shape[-1])
     pi_t = jnp.exp(log_pi_t)
     return dpo_loss(log_pi, log_pi_t, eta, i, j, 0.5 + A[i, j], pi_t[i] * pi_t[j])
+
+
+def optimistic_dpo_loss(theta, log_ref, tau, wins, optimism):
+    r"""XPO's / VPO's objective on the comparisons so far, as sufficient statistics, per pair:
+
+        [−Σ_{y,y'} wins_yy' log σ(β(h_y − h_y')) + Σ_y optimism_y log π_θ(y)] / (Σ wins / 1),
+        h = log π_θ − log π_ref, β = τ,
+
+    wins_yy' the (weighted) count of comparisons y won against y' (with a soft oracle, the
+    probabilities), `optimism` the optimism term's weights: XPO α·(count of ỹ = y), ỹ ~ π_ref
+    (Xie et al. 2024, Alg. 1); VPO αβ·π_ref (Cen et al. 2024, π_cal = π_ref, once). Divided by the
+    number of pairs Σ wins so that an optax learning rate does not shrink as data accumulate.
+    """
+    log_pi = jax.nn.log_softmax(theta)
+    h = tau * (log_pi - log_ref)
+    margin = h[..., :, None] - h[..., None, :]
+    total = jnp.maximum(jnp.sum(wins), 1.0)
+    return (-jnp.sum(wins * jax.nn.log_sigmoid(margin)) + jnp.sum(optimism * log_pi)) / total

@@ -463,3 +463,80 @@ def f_omd_update(log_pi, A, log_ref, eta, tau, f_prime):
 
 F_LOG_RATIO_FLOOR = -600.0
 """`f_omd_update` evaluates f′(π/π_ref) at log(π/π_ref) ≥ this: e^{600}/α ≤ 4e262 stays finite times ητ ≤ 1."""
+OPTIMISTIC_FIT_STEPS = 40
+
+
+def optimistic_bradley_terry_fit(scores, weights, wins, log_ref, tau, bonus, optimism=None):
+    r"""The implicit reward of XPO's / VPO's tabular objective: with log π_r = log π_ref + r/τ − log Z,
+
+        r = argmin_r −Σ_{y,y'} wins_{yy'} log σ(r_y − r_y') + κ Σ_y q(y) log π_r(y)   (κ = `bonus` · τ),
+
+    i.e. the Bradley-Terry likelihood of `bradley_terry_fit` plus the optimism term over the
+    distribution q of its samples (`optimism`; default π_ref, the papers'). Its stationarity
+    condition (derived: the likelihood's gradient sums to 0, ∂_r κ⟨q, log π_r⟩ = (κ/τ)(q − π_r)):
+
+        G(r) = Σ_y' (w_yy' σ(r_y − r_y') − wins_yy') − bonus·(π_r − q) = 0,   bonus = κ/τ.
+
+    The objective is not convex (−KL(π_ref‖π_r) is concave); its convex part's Hessian H (that of
+    `bradley_terry_fit`, with its relative ridge in H only, so that the fixed point is G = 0 itself,
+    unbiased; G ⊥ 1 keeps r's mean, which π_r ignores) preconditions the fixed-point iteration r ← r − H⁻¹G(r),
+    OPTIMISTIC_FIT_STEPS times from `scores`: the convex-concave procedure with its convex part
+    solved by one Newton step, which converges linearly where bonus·‖diag π − ππᵀ‖/τ is below H's
+    curvature (the condition under which `optimism_limit` guarantees a minimizer; tested against
+    scipy.optimize). bonus = 0 is `bradley_terry_fit`. Shapes (C, n[, n]).
+    """
+    eye = jnp.eye(scores.shape[-1])
+    ridge = BT_RIDGE * jnp.sum(weights, axis=-1) + jnp.finfo(scores.dtype).tiny
+    q = jnp.exp(log_ref) if optimism is None else optimism
+
+    def step(r, _):
+        S = jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
+        pi = jax.nn.softmax(log_ref + r / tau, axis=-1)
+        grad = jnp.sum(weights * S - wins, axis=-1) - bonus * (pi - q)
+        M = weights * S * (1 - S)
+        H = eye * (jnp.sum(M, axis=-1) + ridge)[..., None] - M
+        return r - jnp.linalg.solve(H, grad[..., None])[..., 0], None
+
+    return jax.lax.scan(step, scores, None, length=OPTIMISTIC_FIT_STEPS)[0]
+
+
+def optimistic_dpo_update(log_pi, mean_weights, scores, A, log_ref, tau, alpha, t, log_partner, log_optimism,
+                          vpo):
+    r"""Population XPO / VPO: online DPO on all the data so far plus an optimism term, minimized exactly
+    over tabular policies. β = τ (the KL weight); no learning rate (each step is an argmin).
+
+    XPO (Xie et al. 2024, Alg. 1): at iteration t pairs y ~ π_t, ỹ ~ π_ref (`log_partner` = log π_ref)
+    are labelled by P and ỹ joins the optimism data; π_{t+1} minimizes, over all i ≤ t,
+
+        α Σ_i log π(ỹ_i) − Σ_i log σ(β log(π(y⁺_i)/π_ref(y⁺_i)) − β log(π(y⁻_i)/π_ref(y⁻_i))).
+
+    Divided by the t + 1 pairs and with each iteration's data replaced by its expectation:
+
+        π_{t+1} = argmin_π α⟨π_ref, log π⟩ + L_BT(β log(π/π_ref); W̄_t),
+        W̄_t = (1/(t+1)) Σ_{i≤t} (π_i π_refᵀ + π_ref π_iᵀ),  wins = W̄_t ⊙ P,
+
+    `optimistic_bradley_terry_fit` at bonus α/β. VPO (Cen et al. 2024, online, π_cal = π_ref,
+    optimism sign +): pairs y, y' ~ π_t (`log_partner` = log π_t), and the value regularizer
+    αβ E_{π_ref}[log π] is added once to the summed likelihood, so divided by t + 1 its bonus is
+    α/(t+1). `mean_weights` is W̄_{t−1} (its weight at t = 0 is 0); `log_optimism` the optimism
+    term's distribution (π_ref; a mutant changes it). Returns (log π_{t+1}, W̄_t, r_{t+1}).
+
+    Sources: neither paper's full text could be read when this was written; the objectives are
+    Alg. 1 of XPO and VPO's online algorithm as their abstracts, TRL's XPOTrainer documentation
+    (loss: DPO + α·log π(ref completion)) and secondary summaries state them. Unchecked against
+    the papers: that VPO samples both responses from π_t, uses π_cal = π_ref online, and adds its
+    regularizer once (not per pair); that XPO's optimism sum runs over all past ỹ.
+
+    Derived facts (tests/test_optimism.py, the claim "xpo-stationary"): at α = 0 on a Bradley-Terry
+    game P = σ(s_y − s_y') the fit is r = s + c, so π_{t+1} = π_ref e^{s/β}/Z, the KL-regularized
+    optimum, from the first step on; at α > 0 each π_{t+1} satisfies the stationarity condition
+    Σ_y' W̄_yy'(σ(r_y − r_y') − P_yy') = (α/β)(π_{t+1} − π_ref), r = β log(π_{t+1}/π_ref).
+    """
+    pi = jnp.exp(log_pi)
+    partner = jnp.exp(log_partner)
+    pairs = pi[..., :, None] * partner[..., None, :]
+    mean_weights = mean_weights + (pairs + jnp.swapaxes(pairs, -1, -2) - mean_weights) / (t + 1)
+    bonus = alpha / (t + 1) if vpo else alpha / tau
+    scores = optimistic_bradley_terry_fit(scores, mean_weights, mean_weights * (0.5 + A), log_ref, tau, bonus,
+                                          jnp.exp(log_optimism))
+    return log_softmax(log_ref + scores / tau, axis=-1), mean_weights, scores

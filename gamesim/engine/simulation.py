@@ -184,6 +184,9 @@ def simulate_batch(games, algorithm, *, eta=None, tau=0.0, iterations: int, seed
     for e, t in zip(etas, taus):
         alg.check(e, t, schedule)
     params = [alg.resolve_params({k: per_run[k][i] for k in hyperparameters}) for i in range(B)]
+    if alg.check_game is not None:
+        for game, tau_i, params_i in zip(per_run["games"], taus, params):
+            alg.check_game(game, tau_i, params_i)
     shape = (games[0].num_contexts, games[0].n)
     if any((g.num_contexts, g.n) != shape for g in games):
         raise GamesimError("games in one batch must have the same number of responses and contexts")

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.optimize import root
 from scipy.special import logsumexp, softmax
 
 from gamesim.dynamics import theory
-from gamesim.dynamics.algorithms import Algorithm, get_algorithm, theorem_schedule
+from gamesim.dynamics.algorithms import Algorithm, get_algorithm, optimism_limit, theorem_schedule
 from gamesim.dynamics.losses import inpo_population_loss, ipo_loss, nash_md_pg_loss
 from gamesim.core.errors import GamesimError
 from gamesim.core.names import did_you_mean
@@ -723,6 +724,63 @@ def _iterative_dpo_bt(ctx: Context) -> list[Check]:
                   np.abs(_stacked(game, traj.policies) - predicted).max(), 1e-7)]
 
 
+# --- XPO --------------------------------------------------------------------------------------------------------
+def _xpo_residual(P, ref, W, pi, alpha, tau):
+    """max |Σ_y' W_yy'(σ(r_y − r_y') − P_yy') − (α/β)(π − π_ref)|, r = β log(π/π_ref): XPO's stationarity."""
+    r = tau * np.log(pi / ref)
+    S = 1 / (1 + np.exp(-(r[..., :, None] - r[..., None, :])))
+    return np.abs((W * (S - P)).sum(-1) - alpha / tau * (pi - ref)).max()
+
+
+def _xpo_fixed_point(P, ref, alpha, tau):
+    """π* with W = π*π_refᵀ + π_ref π*ᵀ stationary (scipy.optimize.root, r_n pinned at 0)."""
+    def equations(free):
+        r = np.append(free, 0.0)
+        pi = softmax(np.log(ref) + r / tau)
+        M = np.outer(pi, ref)
+        S = 1 / (1 + np.exp(-(r[:, None] - r[None, :])))
+        return ((M + M.T) * (S - P)).sum(-1)[:-1] - alpha / tau * (pi - ref)[:-1]
+
+    return softmax(np.log(ref) + np.append(root(equations, np.zeros(len(ref) - 1), tol=1e-15).x, 0.0) / tau)
+
+
+def _xpo_stationary(ctx: Context) -> list[Check]:
+    r"""Derived (`updates.optimistic_dpo_update`). XPO's population step minimizes
+    α⟨π_ref, log π⟩ + L_BT(β log(π/π_ref); W̄_t), W̄_t the mean of π_iπ_refᵀ + π_refπ_iᵀ over i ≤ t.
+    (1) At α = 0 on a Bradley-Terry game the fit is the true score s, so every iterate from the
+    first is π_ref e^{s/β}/Z, the KL-regularized optimum. (2) At α > 0 every iterate satisfies the
+    stationarity condition Σ_y' W̄_yy'(σ(r_y − r_y') − P_yy') = (α/β)(π − π_ref), W̄ recomputed here
+    from the trajectory. (3) The population fixed point π* (W = π*π_refᵀ + π_refπ*ᵀ; scipy root)
+    is a fixed point of the step. (bound) α is below `algorithms.optimism_limit`, under which a
+    minimizer exists at every step (the paper's sample-complexity bound is not checkable exactly)."""
+    game, tau = ctx.game, 0.5
+    P = np.stack([game.P]) if not game.contextual else game.P
+    ref = game.stacked_reference
+    s = np.log(P[..., 0]) - np.log1p(-P[..., 0])
+    optimum = softmax(np.log(ref) + s / tau, axis=-1)
+    limit = optimism_limit(P, ref, tau, False)
+    alpha, T = 0.8 * limit, 12
+    star = np.stack([_xpo_fixed_point(P[c], ref[c], alpha, tau) for c in range(len(P))])
+    init = star if game.contextual else star[0]
+    # one compilation: α = 0, α > 0 from π_ref, and α > 0 from π* (W̄_0 = W* there, so π* must stay put)
+    runs = ctx.simulate_batch("xpo", tau=tau, alpha=[0.0, alpha, alpha], iterations=T,
+                              inits=[game.reference, game.reference, init]).policies
+    plain, pis, still = (_stacked(game, x) for x in runs)
+    W, residual = np.zeros(P.shape), 0.0
+    for t in range(T):
+        M = pis[t][..., :, None] * ref[..., None, :]
+        W += (M + np.swapaxes(M, -1, -2) - W) / (t + 1)
+        residual = max(residual, _xpo_residual(P, ref, W, pis[t + 1], alpha, tau))
+    moved = float(np.abs(still - star).max())
+    return [
+        bound("α / optimism_limit (a minimizer exists at every step)", alpha, limit),
+        sharp("α = 0: π_t = π_ref e^{s/β}/Z for t ≥ 1 (max|Δπ| ≤ 1e-10)", np.abs(plain[1:] - optimum).max(), LIMIT_TOL),
+        sharp("α > 0: every π_{t+1} is stationary for its objective on W̄_t (max residual ≤ 1e-10)", residual,
+              LIMIT_TOL),
+        sharp("from π*, the fixed point (scipy root), the iterates stay at π* (max|Δπ| ≤ 1e-10)", moved, LIMIT_TOL),
+    ]
+
+
 # --- the registry ---------------------------------------------------------------------------------------------
 RANDOM = ("random:n=10,seed=0", "random:n=10,seed=1", "random:n=50,seed=2,ref_seed=3")
 SKEW = ("skew:n=20,rank=4,seed=0", "skew:n=100,rank=6,scale=2.0,seed=1")
@@ -816,6 +874,10 @@ for _claim in [
     Claim("iterative-dpo-bt", "gamesim: iterative DPO (Rafailov et al. 2023) on Bradley-Terry games",
           "the fitted reward is the true score s, so π_t = softmax(log π_0 + tηs)", _iterative_dpo_bt,
           ("iterative-dpo",), BT, BT[:2], kind="derivation"),
+    Claim("xpo-stationary", "gamesim: XPO (Xie et al. 2024) Alg. 1 in population form",
+          "at α = 0 on a Bradley-Terry game the iterates are π_ref e^{s/β}/Z from the first step; at α > 0 each "
+          "iterate is stationary for its objective on the accumulated pairs, and the population fixed point is one",
+          _xpo_stationary, ("xpo",), BT[:2], BT[:1], kind="derivation"),
     Claim("hedge-cycles", "SPPO / MWU; COMAL §5",
           "Hedge's last iterate does not converge: DualGap_0 ≥ 0.1 over the second half of the run",
           _hedge_cycles, ("sppo",), ("cycle3", "rps"), ("cycle3", "rps"), kind="observation"),

@@ -157,6 +157,11 @@ def _specific() -> list[Mutant]:
         Mutant("Hedge on P (no Bradley-Terry fit)", "iterative-dpo",
                _replace(step=lambda s, A, r, eta, tau, t, p: (u.hedge_update(s[0], A, eta), s[1]))),
     ]
+    out += [
+        Mutant("α's sign flipped", "xpo", _replace(step=_xpo_mutant(alpha_sign=-1.0))),
+        Mutant("optimism samples from π_t, not π_ref", "xpo", _replace(step=_xpo_mutant(optimism_from_policy=True))),
+        Mutant("β halved", "xpo", _replace(step=_xpo_mutant(beta_factor=0.5))),
+    ]
     for name, inner, other in (("comal", u.omd_update, u.mmd_update), ("mpo", u.mmd_update, u.omd_update)):
         out += [
             Mutant("never refreshed", name, _replace(**{**refreshing(inner), "step": _never_refreshed(inner)})),
@@ -164,6 +169,16 @@ def _specific() -> list[Mutant]:
                    _replace(**refreshing(other))),
         ]
     return out
+
+
+def _xpo_mutant(alpha_sign=1.0, optimism_from_policy=False, beta_factor=1.0):
+    """XPO's step with α's sign flipped, the optimism term over π_t's samples instead of π_ref's, or β scaled."""
+    def step(s, A, r, eta, tau, t, p):
+        r = jnp.broadcast_to(r, s[0].shape)
+        return u.optimistic_dpo_update(s[0], s[1], s[2], A, r, beta_factor * tau, alpha_sign * p["alpha"], t, r,
+                                       s[0] if optimism_from_policy else r, False)
+
+    return step
 
 
 def _never_refreshed(inner):
