@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from gamesim import GamesimError, load_game, simulate
 from gamesim.dynamics.algorithms import SEA_ENSEMBLE, get_algorithm
 from gamesim.dynamics.updates import anchored_bradley_terry_fit
-from transcriptions import APO, IterativeDPO, anchored_bt_objective, hedge, normalize, oat_duel
+from transcriptions import APO, IterativeDPO, anchored_bt_objective, hedge, normalize, oat_bai_second, oat_duel
 
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -41,7 +41,7 @@ def test_anchored_bradley_terry_fit_matches_scipy():
     np.testing.assert_allclose(r, ref, atol=1e-7)
 
 
-def _sea_transcription(game, tau, precision, key_data, T):
+def _sea_transcription(game, tau, precision, bai, key_data, T):
     """SEA's run in plain numpy, drawing the same randomness as gamesim (the key's splits); each member
     refit by scipy's BFGS from scratch. Returns the policies π_1..π_T."""
     P, ref = game.P, game.reference
@@ -52,6 +52,8 @@ def _sea_transcription(game, tau, precision, key_data, T):
         key, k_pair, k_answer = jax.random.split(key, 3)
         order = np.asarray(jax.random.permutation(k_pair, SEA_ENSEMBLE))
         y, y2 = oat_duel(np.argmax(rewards, axis=-1), order)
+        if bai:
+            y2 = oat_bai_second(rewards, y)
         u = float(jax.random.uniform(k_answer, (1,))[0])
         if y != y2:
             if u < P[y, y2]:
@@ -65,19 +67,20 @@ def _sea_transcription(game, tau, precision, key_data, T):
     return np.array(out)
 
 
-def test_sea_matches_transcription():
-    game, tau, precision, T = load_game("bt:n=4,seed=0"), 0.5, 2.0, 12
+@pytest.mark.parametrize("bai", [1, 0])
+def test_sea_matches_transcription(bai):
+    game, tau, precision, T = load_game("bt:n=4,seed=0"), 0.5, 2.0, 10
     alg = get_algorithm("sea")
     key = jax.random.key_data(jax.random.key(7))
     A, log_ref = jnp.asarray(game.P - 0.5)[None], jnp.log(jnp.asarray(game.reference))[None]
     state = alg.init(log_ref, A, log_ref, key)
-    params = alg.resolve_params({"prior_precision": precision})
+    params = alg.resolve_params({"prior_precision": precision, "bai": bai})
     step = jax.jit(lambda s, t: alg.step(s, A, log_ref, None, tau, t, params))
     mine = []
     for t in range(T):
         state = step(state, t)
         mine.append(np.exp(np.asarray(alg.log_policy(state))[0]))
-    np.testing.assert_allclose(np.array(mine), _sea_transcription(game, tau, precision, key, T), atol=1e-6)
+    np.testing.assert_allclose(np.array(mine), _sea_transcription(game, tau, precision, bai, key, T), atol=1e-6)
 
 
 @pytest.mark.slow

@@ -174,6 +174,13 @@ def oat_duel(best, order):
     return first, first
 
 
+def oat_bai_second(rewards, first):
+    """SEA's second response under oat's EnnBAITS: the response whose logit margin against `first` has the
+    largest variance over the ensemble (`rewards` (E, n))."""
+    margins = rewards[:, [first]] - rewards
+    return int(np.argmax(margins.var(axis=0)))
+
+
 def anchored_bt_objective(r, wins, anchor, precision):
     """−Σ wins_{yy'} log σ(r_y − r_y') + (λ/2)‖r − anchor‖²: one SEA ensemble member's MAP objective."""
     d = r[:, None] - r[None, :]

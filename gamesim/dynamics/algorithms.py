@@ -437,7 +437,8 @@ def _sea_init(log_pi0, A, log_ref, key):
 
 def _sea(s, A, log_ref, eta, tau, t, p):
     log_pi, wins, _, noise, key = s
-    log_pi, wins, rewards, key = _u().sea_ts_update(key, wins, noise, s[2], A, log_ref, tau, p["prior_precision"])
+    log_pi, wins, rewards, key = _u().sea_ts_update(key, wins, noise, s[2], A, log_ref, tau, p["prior_precision"],
+                                                    p["bai"])
     return log_pi, wins, rewards, noise, key
 
 
@@ -527,7 +528,10 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               init=_sea_init, log_policy=_first, learning_rate=False, kl_bounded=False, target="original",
               needs_tau=True, queries_per_step=1,
               params={"prior_precision": Param(1.0, 1e-6, 1e6, "λ: precision of each member's Gaussian prior, "
-                                                                "anchors a_e ~ N(0, I/λ)")}),
+                                                                "anchors a_e ~ N(0, I/λ)"),
+                      "bai": Param(1, 0, 1, "second response: 1, the most uncertain margin against the first (oat's "
+                                            "EnnBAITS, SEA's script); 0, another member's argmax (EnnEETS)",
+                                   integer=True)}),
 ]}
 
 

@@ -377,23 +377,34 @@ SEA_NEWTON_STEPS = 8
 """Newton steps per refit of each ensemble member (warm-started: one comparison changes per step)."""
 
 
-def sea_thompson_pair(key, rewards):
+def sea_thompson_pair(key, rewards, bai):
     r"""SEA's pair for one query per context (Liu et al. 2024, Thompson sampling over the epistemic
-    reward, its E&E setting; as `sail-sg/oat` oat/rm/model.py `EnnEETS.get_duel_actions` does it): shuffle the E ensemble
-    members; y = argmax of the first member's reward (a posterior sample); y' = argmax of the first
-    later member whose argmax differs from y, or y itself when all agree. `rewards` (E, C, n);
-    returns (y, y'), each (C,).
+    reward; as `sail-sg/oat` oat/rm/model.py does it): shuffle the E ensemble members; y = argmax of the
+    first member's reward (a posterior sample). The second response, by `bai`:
+
+    - bai = 1, best-arm-identification TS (`EnnBAITS`, what oat's SEA example script runs): y' = argmax_{y'}
+      Var_e(r_e(y) − r_e(y')), the response whose margin against y the ensemble is least sure of
+      (oat/rm/uncertainty.py `logits_variance`; the variance is 0 at y' = y, so y' ≠ y);
+    - bai = 0, explore-exploit TS (`EnnEETS`): y' = argmax of the first later member whose argmax
+      differs from y, or y itself when all agree.
+
+    `rewards` (E, C, n); returns (y, y'), each (C,).
     """
     order = jax.random.permutation(key, rewards.shape[0])
     best = jnp.argmax(rewards[order], axis=-1)  # (E, C)
     first, rest = best[0], best[1:]
     differs = rest != first
     pick = jnp.argmax(differs, axis=0)  # the first member that disagrees
-    second = jnp.take_along_axis(rest, pick[None], axis=0)[0]
-    return first, jnp.where(jnp.any(differs, axis=0), second, first)
+    agreed = jnp.take_along_axis(rest, pick[None], axis=0)[0]
+    explore_exploit = jnp.where(jnp.any(differs, axis=0), agreed, first)
+    at_first = jnp.take_along_axis(rewards, jnp.broadcast_to(first[None, :, None], (rewards.shape[0], first.shape[0], 1)),
+                                   axis=-1)  # (E, C, 1): each member's reward of y
+    margin_variance = jnp.var(at_first - rewards, axis=0)  # (C, n)
+    best_arm = jnp.argmax(margin_variance, axis=-1)
+    return first, jnp.where(bai > 0, best_arm, explore_exploit)
 
 
-def sea_ts_update(key_data, wins, noise, rewards, A, log_ref, tau, precision):
+def sea_ts_update(key_data, wins, noise, rewards, A, log_ref, tau, precision, bai):
     r"""One step of SEA (Sample-Efficient Alignment, Liu, Chen, Yang, Xu, Du & Lin 2024) in its tabular
     bandit form: Thompson sampling for the pair, one preference query, the epistemic reward refit.
 
@@ -404,7 +415,7 @@ def sea_ts_update(key_data, wins, noise, rewards, A, log_ref, tau, precision):
     sample of Osband et al. 2018, exact for a linear-Gaussian model, approximate for Bradley-Terry.
     Not a bootstrap (oat resamples no data) and not a Laplace posterior.
 
-    Step: (y, y') = `sea_thompson_pair`; the hard oracle answers 1[y ≻ y'] ~ Bernoulli(P(y ≻ y'));
+    Step: (y, y') = `sea_thompson_pair` (`bai`: which second-response rule); the hard oracle answers 1[y ≻ y'] ~ Bernoulli(P(y ≻ y'));
     the answer is added to `wins` (a duel of y with itself, when every member agrees, is asked but
     informs nothing and is not recorded); every member is refit. The policy is the KL-regularized
     optimum of the posterior mean reward r̄ = mean_e r_e, π = softmax(log π_ref + r̄/τ), the target
@@ -415,7 +426,7 @@ def sea_ts_update(key_data, wins, noise, rewards, A, log_ref, tau, precision):
     Returns (log π_{t+1}, wins, rewards, next key); shapes wins (C, n, n), rewards/noise (E, C, n).
     """
     key, k_pair, k_answer = jax.random.split(jax.random.wrap_key_data(key_data), 3)
-    first, second = sea_thompson_pair(k_pair, rewards)
+    first, second = sea_thompson_pair(k_pair, rewards, bai)
     p = jnp.take_along_axis(jnp.take_along_axis(0.5 + A, first[:, None, None], axis=-2)[:, 0],
                             second[:, None], axis=-1)[:, 0]
     label = jax.random.bernoulli(k_answer, p).astype(wins.dtype)
