@@ -103,7 +103,8 @@ def test_unknown_algorithm_suggests():
     assert set(BUILTIN) <= set(ALGORITHMS)
     assert set(BUILTIN) == {"omd", "inpo", "nash-md", "sppo", "optimistic-omd", "extragradient", "mmd", "mpo", "comal",
                             "online-ipo", "ipo-md", "nash-md-pg", "iterative-dpo", "iterative-ipo", "dno",
-                            "fictitious-play", "replicator", "mmd-moving-magnet", "apmd", "mwu", "omwu"}
+                            "fictitious-play", "replicator", "mmd-moving-magnet", "apmd", "mwu", "omwu", "apo", "apo-sppo",
+                            "sea"}
 
 
 # --- losses ---------------------------------------------------------------------------------------
