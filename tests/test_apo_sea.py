@@ -98,3 +98,28 @@ def test_sea_needs_tau_and_no_eta():
         simulate("bt:n=5,seed=0", "sea", eta=0.5, tau=0.1, iterations=3)
     with pytest.raises(GamesimError, match=r"alpha must be a number in \[0, 0.99\]"):
         simulate("bt:n=5,seed=0", "apo", eta=0.5, iterations=3, alpha=1.0)
+
+
+@pytest.mark.slow
+def test_sampled_apo_samples_from_the_extrapolation():
+    """Two steps of sampled APO: the second iteration's anchor and sampler is the extrapolation of the
+    first two fitted policies, so its state's reference is (1 + α) log π̂_2 − α log π̂_1 normalized,
+    and its fitted π̂_2 is the DPO fit on pairs from that reference (checked with the same key)."""
+    from gamesim.bandit.sampled import sampled_algorithm
+
+    game, alpha = load_game("bt:n=5,seed=0"), 0.5
+    A, log_ref = jnp.asarray(game.P - 0.5)[None], jnp.log(jnp.asarray(game.reference))[None]
+    apo, dpo = sampled_algorithm("apo", pairs=32), sampled_algorithm("iterative-dpo", pairs=32)
+    key = jax.random.key_data(jax.random.key(0))
+    p_apo = apo.resolve_params({"alpha": alpha})
+    p_dpo = dpo.resolve_params({})
+    s1 = apo.step(apo.init(log_ref, A, log_ref, key), A, log_ref, 0.5, 0.0, 0, p_apo)
+    s2 = apo.step(s1, A, log_ref, 0.5, 0.0, 1, p_apo)
+    hat1, hat2 = np.asarray(s1[0][0]), np.asarray(s2[0][0])
+    logits = (1 + alpha) * hat1 - alpha * np.log(game.reference)
+    np.testing.assert_allclose(np.asarray(s1[3][0]), logits - np.log(np.exp(logits).sum()), atol=1e-12)
+    # the second fit is iterative DPO's step from the extrapolated reference, with the same key and scores
+    d2 = dpo.step((s1[3], s1[1], s1[2]), A, log_ref, 0.5, 0.0, 1, p_dpo)
+    np.testing.assert_allclose(hat2, np.asarray(d2[0][0]), atol=1e-12)
+    logits = (1 + alpha) * hat2 - alpha * hat1  # extrapolated from π̂_1, not from the reference π_1
+    np.testing.assert_allclose(np.asarray(s2[3][0]), logits - np.log(np.exp(logits).sum()), atol=1e-12)

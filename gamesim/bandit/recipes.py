@@ -13,11 +13,17 @@ policy on that data by minimizing the algorithm's loss (`Recipe.loss`) relative 
 | online-ipo | pairs from π_t | pair regression, IPO (Calandriello eq. 11) | log π_ref | 1/τ |
 | sppo | win-rates: K per prompt, P̂ from K(K−1)/2 queries (SPPO §5); best-worst: each prompt's best and worst by P̂ (SPPO's code) | SPPO eqs. 4.6–4.7 | log π_t | η |
 | iterative-dpo | pairs from π_t | DPO, β = 1/η | log π_t | η |
+| apo | pairs from π_t (the extrapolated reference) | DPO, β = 1/η, then APO's extrapolation | log π_t | η |
+| apo-sppo | as sppo, from π_t (the extrapolated reference) | SPPO eqs. 4.6–4.7, then APO's extrapolation | log π_t | η |
 
 The pair regression is the mean of ((θ − c)(y) − (θ − c)(y') − scale·(ℓ − 1/2))² (`losses.
 pair_regression_loss`), SPPO's loss (log π(y) − c(y) − (scale·P̂ − scale/2))², DPO's −log σ((h(y) −
 h(y'))/scale), h = log π − c. The anchors "mirror" and "mixture" are `updates.geometric_logits` at
 w = ητ (the mixture normalized). The transformer mode runs the same losses on pairs of sequences.
+
+`Recipe.momentum` (apo, apo-sppo): the fitted policy is π̂_{t+1}, recorded; the next sampler and anchor
+is APO's extrapolation π_{t+1} ∝ π̂_{t+1}(π̂_{t+1}/π̂_t)^α (`updates.nesterov_extrapolation`, He, Yuan &
+Gu 2024 Alg. 1), carried in the state.
 
 `recipe="egpo"` runs EGPO's sampled estimators instead (`Egpo`; Zhou et al. 2025, `zhourunlong/
 EGPO` simulations/loss_funcs.py, the `*_sample` functions) for omd, extragradient, nash-md,
@@ -125,6 +131,9 @@ class Recipe:
         sampler: "policy" (π_t) or "mixture" (π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ}).
         egpo: EGPO's estimator, for `recipe="egpo"`.
         source: the paper and equations it transcribes.
+        momentum: whether the fitted policy is then extrapolated (APO), the extrapolation being the
+            next iteration's sampler and anchor "policy"; tabular only (the transformer mode has no
+            extrapolated reference model).
     """
 
     algorithm: str
@@ -135,11 +144,12 @@ class Recipe:
     sampler: str = "policy"
     egpo: Egpo | None = None
     source: str = ""
+    momentum: bool = False
 
     @property
     def transformer(self) -> bool:
         """Whether the transformer mode runs it: its own loss on pairs (EGPO's estimators are tabular)."""
-        return self.loss is not None
+        return self.loss is not None and not self.momentum
 
     @property
     def needs_tau(self) -> bool:
@@ -166,6 +176,10 @@ RECIPES: dict[str, Recipe] = {r.algorithm: r for r in [
            source="SPPO (Wu et al. 2024) §5, eqs. 4.6–4.7; `uclaml/SPPO` for best-worst"),
     Recipe("iterative-dpo", {"pairs": "pairs"}, "dpo", "policy",
            source="DPO (Rafailov et al. 2023) with reference π_t, β = 1/η"),
+    Recipe("apo", {"pairs": "pairs"}, "dpo", "policy", momentum=True,
+           source="APO (He, Yuan & Gu 2024) Alg. 1 with DPO (reference π_t, β = 1/η)"),
+    Recipe("apo-sppo", {"win-rates": "win-rates", "best-worst": "best-and-worst"}, "sppo", "policy", momentum=True,
+           source="APO (He, Yuan & Gu 2024) Alg. 1 with SPPO (§5, eqs. 4.6–4.7)"),
     Recipe("omd", {"egpo": "egpo"}, egpo=Egpo(opponent=None, **_MIRROR_EGPO, source="EGPO's Online IPO 1: y'' ~ π_t"),
            source="EGPO (Zhou et al. 2025), simulations/loss_funcs.py"),
     Recipe("extragradient", {"egpo": "egpo"},
