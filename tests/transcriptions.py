@@ -185,3 +185,9 @@ def anchored_bt_objective(r, wins, anchor, precision):
     """−Σ wins_{yy'} log σ(r_y − r_y') + (λ/2)‖r − anchor‖²: one SEA ensemble member's MAP objective."""
     d = r[:, None] - r[None, :]
     return float(np.sum(wins * np.logaddexp(0.0, -d)) + precision / 2 * np.sum((r - anchor) ** 2))
+
+
+def anchored_bt_gradient(r, wins, anchor, precision):
+    """The objective's gradient: ∂/∂r_y of the wins of y (−σ(−d_yy') each) and of its losses (+σ(−d_y'y))."""
+    lose = 1 / (1 + np.exp(r[:, None] - r[None, :]))  # σ(−(r_y − r_y'))
+    return -(wins * lose).sum(1) + (wins.T * (1 - lose)).sum(1) + precision * (r - anchor)
