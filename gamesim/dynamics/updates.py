@@ -411,15 +411,17 @@ def sea_ts_update(key_data, wins, noise, rewards, A, log_ref, tau, precision, ba
     Epistemic model (the paper's ensemble, as `sail-sg/oat` trains it: every member on all the data,
     each regularized towards its own random initialization, oat/rm/networks.py `regularization`):
     member e's reward is `anchored_bradley_terry_fit` of all comparisons so far with prior precision
-    λ, anchored at a_e = z_e/√λ, z_e ~ N(0, I) drawn once (`noise`): the randomized-prior posterior
-    sample of Osband et al. 2018, exact for a linear-Gaussian model, approximate for Bradley-Terry.
-    Not a bootstrap (oat resamples no data) and not a Laplace posterior.
+    λ, anchored at a_e = z_e/√λ, z_e ~ N(0, I) drawn once (`noise`): anchored ensembling (Pearce et al.
+    2020; the randomized-prior sample of Osband et al. 2018), an exact posterior sample for a
+    linear-Gaussian model, approximate for Bradley-Terry. Not a bootstrap (oat resamples no data) and
+    not a Laplace posterior.
 
-    Step: (y, y') = `sea_thompson_pair` (`bai`: which second-response rule); the hard oracle answers 1[y ≻ y'] ~ Bernoulli(P(y ≻ y'));
-    the answer is added to `wins` (a duel of y with itself, when every member agrees, is asked but
+    Step: (y, y') = `sea_thompson_pair` (`bai`: which second-response rule); the hard oracle answers
+    1[y ≻ y'] ~ Bernoulli(P(y ≻ y')); the answer is added to `wins` (a duel of y with itself, when every member agrees, is asked but
     informs nothing and is not recorded); every member is refit. The policy is the KL-regularized
-    optimum of the posterior mean reward r̄ = mean_e r_e, π = softmax(log π_ref + r̄/τ), the target
-    of SEA's policy learner (DPO against π_ref with β = τ, their §2's objective).
+    optimum of the posterior mean reward r̄ = mean_e r_e, π = softmax(log π_ref + r̄/τ): the target of
+    SEA's policy learner (online DPO against π_ref, β = τ), with the reward model in place of the
+    learner (gamesim's reading: the paper's section on the policy was not available to check).
 
     No exact form: the pair is a random function of the posterior, and the posterior depends on
     the realized answers, so the expected next state is not a map of the expected state.
