@@ -104,7 +104,7 @@ def test_unknown_algorithm_suggests():
     assert set(BUILTIN) == {"omd", "inpo", "nash-md", "sppo", "optimistic-omd", "extragradient", "mmd", "mpo", "comal",
                             "online-ipo", "ipo-md", "nash-md-pg", "iterative-dpo", "iterative-ipo", "dno",
                             "fictitious-play", "replicator", "mmd-moving-magnet", "apmd", "mwu", "omwu", "zpg", "sparring",
-                            "omd-forward-kl", "omd-js", "omd-alpha"}
+                            "omd-forward-kl", "omd-js", "omd-alpha", "xpo", "vpo", "apo", "apo-sppo", "sea"}
 
 
 # --- losses ---------------------------------------------------------------------------------------

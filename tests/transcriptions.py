@@ -245,3 +245,47 @@ class OptimisticDPO:
         sol = root(gradient, start, method="hybr", options={"xtol": 1e-15})
         logits = np.append(sol.x, 0.0)
         return np.exp(logits - logsumexp(logits))
+class APO:
+    """APO (He, Yuan & Gu 2024) Algorithm 1: the inner preference optimization against reference π_t gives
+    π̂_{t+1}; the next reference is the extrapolation π_{t+1} ∝ π̂_{t+1} (π̂_{t+1}/π̂_t)^α. Returns π̂_{t+1}
+    (what gamesim records); π_0 = π̂_0."""
+
+    def __init__(self, inner, alpha):
+        self.inner, self.alpha, self.hat, self.ref = inner, alpha, None, None
+
+    def __call__(self, pi, P, ref, eta, tau, t=0):
+        hat, reference = (pi, pi) if self.hat is None else (self.hat, self.ref)
+        new_hat = self.inner(reference, P, ref, eta, tau, t)
+        self.ref = normalize(new_hat * (new_hat / hat) ** self.alpha)
+        self.hat = new_hat
+        return new_hat
+
+
+def oat_duel(best, order):
+    """SEA's pair as `sail-sg/oat` EnnEETS.get_duel_actions picks it: `best[e]` the argmax of member e,
+    `order` the shuffled members; the first member's choice, then the first later choice that differs
+    (else the same response)."""
+    first = best[order[0]]
+    for e in order[1:]:
+        if best[e] != first:
+            return first, best[e]
+    return first, first
+
+
+def oat_bai_second(rewards, first):
+    """SEA's second response under oat's EnnBAITS: the response whose logit margin against `first` has the
+    largest variance over the ensemble (`rewards` (E, n))."""
+    margins = rewards[:, [first]] - rewards
+    return int(np.argmax(margins.var(axis=0)))
+
+
+def anchored_bt_objective(r, wins, anchor, precision):
+    """−Σ wins_{yy'} log σ(r_y − r_y') + (λ/2)‖r − anchor‖²: one SEA ensemble member's MAP objective."""
+    d = r[:, None] - r[None, :]
+    return float(np.sum(wins * np.logaddexp(0.0, -d)) + precision / 2 * np.sum((r - anchor) ** 2))
+
+
+def anchored_bt_gradient(r, wins, anchor, precision):
+    """The objective's gradient: ∂/∂r_y of the wins of y (−σ(−d_yy') each) and of its losses (+σ(−d_y'y))."""
+    lose = 1 / (1 + np.exp(r[:, None] - r[None, :]))  # σ(−(r_y − r_y'))
+    return -(wins * lose).sum(1) + (wins.T * (1 - lose)).sum(1) + precision * (r - anchor)

@@ -47,7 +47,7 @@ from gamesim.core.errors import GamesimError
 from gamesim.core.names import did_you_mean
 from gamesim.dynamics import losses
 from gamesim.dynamics.algorithms import get_algorithm
-from gamesim.dynamics.updates import bradley_terry_fit, geometric_logits, geometric_mixture
+from gamesim.dynamics.updates import bradley_terry_fit, geometric_logits, geometric_mixture, nesterov_extrapolation
 
 LBFGS_STEPS = 100
 """L-BFGS iterations of SPPO's exact fit: its loss pins only the sampled responses' probabilities."""
@@ -135,13 +135,15 @@ def sampled_algorithm(name: str, pairs: int = OPTIONS["pairs"].default, recipe: 
     else:
         if fit != "exact":
             params["lr"] = PARAMS["lr"]
-        step = _make_step(name, recipe, pairs, K, fit, steps, batch or size, oracle == "hard")
+        if spec.momentum:
+            params.update(exact.params)  # APO's alpha
+        step = _make_step(name, recipe, pairs, K, fit, steps, batch or size, oracle == "hard", spec.momentum)
         queries = pairs * QUERIES[kind](K)
     best_response = spec.anchor == "reference" and fit == "exact" and kind != "egpo"  # named for what it is
     label = ", egpo" if kind == "egpo" else ", exact fit: iterated best response" if best_response else ""
     return dataclasses.replace(
         exact, name=f"{name}[sampled{label}]", step=step, log_policy=_first, params=params, check_game=None,
-        init=_accumulating_init if spec.accumulate else _init,
+        init=_accumulating_init if spec.accumulate else _init_momentum if spec.momentum else _init,
         schedules=("constant",), queries_per_step=queries, needs_tau=spec.needs_tau or kind == "egpo",
         citation=f"{exact.citation}; sampled: {recipe}, N={pairs}{f', K={K}' if K else ''}, "
                  f"{'one SGD step' if kind == 'egpo' else fit + ' fit'}"
@@ -157,6 +159,9 @@ def _accumulating_init(log_pi0, A, log_ref, key):
     """(log π, key, scores, wins (C, n, n), optimism weights (C, n)): the counts of all the data so far."""
     return log_pi0, key, jnp.zeros_like(log_pi0), jnp.zeros(log_pi0.shape + log_pi0.shape[-1:], log_pi0.dtype), \
         jnp.zeros_like(log_pi0)
+def _init_momentum(log_pi0, A, log_ref, key):
+    """(log π̂_0, key, scores, log π_0): APO's fitted and extrapolated policies, equal at the start."""
+    return log_pi0, key, jnp.zeros_like(log_pi0), log_pi0
 
 
 def _first(state):
@@ -280,7 +285,7 @@ def optax_fit(name, optimizer, steps, batch, key, data, anchor, scale, log_pi):
     return jax.lax.scan(one, (log_pi, optimizer.init(log_pi)), jax.random.split(key, steps))[0][0]
 
 
-def _make_step(name, recipe, N, K, fit, steps, batch, hard):
+def _make_step(name, recipe, N, K, fit, steps, batch, hard, momentum=False):
     def context_step(key, log_pi, A, log_ref, scores, eta, tau, params):
         oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])
         k_data, k_fit = jax.random.split(key)
@@ -293,12 +298,16 @@ def _make_step(name, recipe, N, K, fit, steps, batch, hard):
         return jax.nn.log_softmax(theta), scores
 
     def step(state, A, log_ref, eta, tau, t, params):
-        log_pi, key, scores = state
+        log_pi, key, scores = state[:3]
+        sampler = state[3] if momentum else log_pi  # APO: the extrapolated reference
         key, sub = jax.random.split(jax.random.wrap_key_data(key))
         contexts = jax.random.split(sub, log_pi.shape[0])
-        log_pi, scores = jax.vmap(context_step, in_axes=(0, 0, 0, 0, 0, None, None, None))(
-            contexts, log_pi, A, log_ref, scores, eta, tau, params)
-        return log_pi, jax.random.key_data(key), scores
+        log_next, scores = jax.vmap(context_step, in_axes=(0, 0, 0, 0, 0, None, None, None))(
+            contexts, sampler, A, log_ref, scores, eta, tau, params)
+        if momentum:
+            return (log_next, jax.random.key_data(key), scores,
+                    nesterov_extrapolation(log_next, log_pi, params["alpha"]))
+        return log_next, jax.random.key_data(key), scores
 
     return step
 

@@ -510,6 +510,8 @@ def _f_omd(name):
 _F_OMD = ("f-DPO's divergence (Wang et al. 2023, arXiv 2309.16240) in the self-play game: mirror descent "
           "log π ← log π + η[Aπ − τ f′(π/π_ref)] − log Z")
 _F_LIMIT = "π*_f (Aπ − τ f′(π/π_ref) = λ), last iterate, for ητ small enough (measured: README)"
+
+
 def optimism_limit(P, ref, tau: float, vpo: bool) -> float:
     r"""The largest α for which XPO's (`vpo=False`) or VPO's population objective has a minimizer at
     every step, by gamesim's derivation (a sufficient condition; `updates.optimistic_dpo_update`).
@@ -561,6 +563,45 @@ def _optimistic_dpo(vpo: bool, optimism=None) -> Callable:
 def _optimistic_dpo_init(log_pi0, A, log_ref, key):
     jnp = _jnp()
     return log_pi0, jnp.zeros(log_pi0.shape + log_pi0.shape[-1:], log_pi0.dtype), jnp.zeros_like(log_pi0)
+ALPHA = Param(0.3, 0.0, 0.99, "APO's momentum weight α: π_{t+1} ∝ π̂_{t+1}(π̂_{t+1}/π̂_t)^α (0: the plain "
+                               "iterative method; < 1)")
+
+
+def _apo_init(log_pi0, A, log_ref, key):
+    """(log π̂_0, log π_0, Bradley-Terry scores): π̂_0 = π_0, so the first step is the plain one."""
+    return log_pi0, log_pi0, _jnp().zeros_like(log_pi0)
+
+
+def _apo_dpo(s, A, log_ref, eta, tau, t, p):
+    log_pi, log_hat, scores = _u().apo_dpo_update(s[1], s[0], s[2], A, eta, p["alpha"])
+    return log_hat, log_pi, scores
+
+
+def _apo_sppo(s, A, log_ref, eta, tau, t, p):
+    log_pi, log_hat = _u().apo_sppo_update(s[1], s[0], A, eta, p["alpha"])
+    return log_hat, log_pi, s[2]
+
+
+SEA_ENSEMBLE = 20
+"""SEA's ensemble size E (oat's default `num_ensemble`); fixed, as it sets the state's shape."""
+
+
+def _sea_init(log_pi0, A, log_ref, key):
+    """(log π_0, wins, member rewards, anchors' N(0, I) draws z, key): no data yet; the members start at z,
+    whose argmax is that of their anchors z/√λ, so the first pair is already Thompson sampling's."""
+    import jax  # loads JAX, which reading the registry must not (CLI start-up)
+
+    key, sub = jax.random.split(jax.random.wrap_key_data(key))
+    noise = jax.random.normal(sub, (SEA_ENSEMBLE, *log_pi0.shape), log_pi0.dtype)
+    wins = _jnp().zeros((*log_pi0.shape, log_pi0.shape[-1]), log_pi0.dtype)
+    return log_pi0, wins, noise, noise, jax.random.key_data(key)
+
+
+def _sea(s, A, log_ref, eta, tau, t, p):
+    log_pi, wins, _, noise, key = s
+    log_pi, wins, rewards, key = _u().sea_ts_update(key, wins, noise, s[2], A, log_ref, tau, p["prior_precision"],
+                                                    p["bai"])
+    return log_pi, wins, rewards, noise, key
 
 
 MIX_RATIO = Param(1.0, 0.0, 1.0, "weight of π_ref in the opponent mixture as a multiple of ητ "
@@ -666,6 +707,23 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in [
               params={"alpha": Param(1e-3, 0.0, 1e6, "value-regularizer weight α (its αβ E_{π_ref} log π is "
                                                       "added once to the summed likelihood; gamesim's default)")},
               check_game=_optimism_check(True)),
+    Algorithm("apo", _apo_dpo, "APO (He, Yuan & Gu 2024) Alg. 1: iterative DPO + Nesterov extrapolation, population step",
+              "a Condorcet winner if there is one (Bradley-Terry: log π̂_t moves by η/(1 − α) per step asymptotically)",
+              init=_apo_init, log_policy=_first, params={"alpha": ALPHA}, kl_bounded=False, target="original",
+              uses_tau=False),
+    Algorithm("apo-sppo", _apo_sppo, "APO (He, Yuan & Gu 2024) Alg. 1 with SPPO's step (eq. 4.1) + Nesterov extrapolation",
+              "a Condorcet winner if there is one; on intransitive games not shown", init=_apo_init, log_policy=_first,
+              params={"alpha": ALPHA}, kl_bounded=False, target="original", uses_tau=False),
+    Algorithm("sea", _sea, "SEA (Liu et al. 2024), tabular, as sail-sg/oat's EnnEETS: Thompson sampling over an anchored "
+              "Bradley-Terry ensemble; policy softmax(log π_ref + r̄/τ)",
+              "softmax(log π_ref + s/τ) as the posterior concentrates (s the Bradley-Terry scores); stochastic",
+              init=_sea_init, log_policy=_first, learning_rate=False, kl_bounded=False, target="original",
+              needs_tau=True, queries_per_step=1,
+              params={"prior_precision": Param(1.0, 1e-6, 1e6, "λ: precision of each member's Gaussian prior, "
+                                                                "anchors a_e ~ N(0, I/λ)"),
+                      "bai": Param(1, 0, 1, "second response: 1, the most uncertain margin against the first (oat's "
+                                            "EnnBAITS, SEA's script); 0, another member's argmax (EnnEETS)",
+                                   integer=True)}),
 ]}
 
 

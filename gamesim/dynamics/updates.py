@@ -540,3 +540,134 @@ def optimistic_dpo_update(log_pi, mean_weights, scores, A, log_ref, tau, alpha, 
     scores = optimistic_bradley_terry_fit(scores, mean_weights, mean_weights * (0.5 + A), log_ref, tau, bonus,
                                           jnp.exp(log_optimism))
     return log_softmax(log_ref + scores / tau, axis=-1), mean_weights, scores
+def nesterov_extrapolation(log_hat_next, log_hat, alpha):
+    r"""APO's momentum step (He, Yuan & Gu 2024, Algorithm 1, the extrapolation after each
+    iteration's preference optimization), in log space:
+
+        π_{t+1} ∝ π̂_{t+1} (π̂_{t+1}/π̂_t)^α,   log π_{t+1} = (1 + α) log π̂_{t+1} − α log π̂_t − log Z,
+
+    Nesterov's extrapolation of the proximal-point iterates π̂ (the policies the preference
+    optimization returns) by the momentum weight α ∈ [0, 1); α = 0 is the plain iterative method.
+    π_{t+1} is the reference (and the sampler) of the next optimization step.
+    """
+    return log_softmax((1 + alpha) * log_hat_next - alpha * log_hat, axis=-1)
+
+
+def apo_dpo_update(log_pi, log_hat, scores, A, eta, alpha):
+    r"""APO with DPO as its inner step (He, Yuan & Gu 2024, Algorithm 1 with the DPO loss), population form:
+
+        π̂_{t+1} ∝ π_t exp(η r̂_t)              (`iterative_dpo_update`: DPO against reference π_t
+                                                on pairs from π_t, r̂_t the Bradley-Terry fit, η = 1/β),
+        π_{t+1} ∝ π̂_{t+1} (π̂_{t+1}/π̂_t)^α     (`nesterov_extrapolation`).
+
+    On a Bradley-Terry game r̂_t = s (the true scores, up to a constant), so log π̂_t = log π_0 +
+    η c_t s with c_t − c_{t−1} = (1 − α^t)/(1 − α), c_t = t/(1 − α) − α(1 − α^t)/(1 − α)² (derived;
+    `gamesim verify apo-bt`): the effective step grows to η/(1 − α) per iteration, the paper's
+    acceleration. Returns (log π_{t+1}, log π̂_{t+1}, r̂_t). Valid for η > 0, 0 ≤ α < 1.
+    """
+    log_hat_next, scores = iterative_dpo_update(log_pi, scores, A, eta)
+    return nesterov_extrapolation(log_hat_next, log_hat, alpha), log_hat_next, scores
+
+
+def apo_sppo_update(log_pi, log_hat, A, eta, alpha):
+    r"""APO with SPPO as its inner step (He, Yuan & Gu 2024, Algorithm 1 with SPPO's loss), population form:
+
+        π̂_{t+1} ∝ π_t exp(η P(y ≻ π_t))       (`hedge_update`, SPPO eq. 4.1, η = 1/β),
+        π_{t+1} ∝ π̂_{t+1} (π̂_{t+1}/π̂_t)^α     (`nesterov_extrapolation`).
+
+    Returns (log π_{t+1}, log π̂_{t+1}). Valid for η > 0, 0 ≤ α < 1.
+    """
+    log_hat_next = hedge_update(log_pi, A, eta)
+    return nesterov_extrapolation(log_hat_next, log_hat, alpha), log_hat_next
+
+
+def anchored_bradley_terry_fit(scores, weights, wins, anchor, precision, steps):
+    r"""The Bradley-Terry reward with a Gaussian prior centred at `anchor`, by Newton's method:
+
+        r = argmin_r −Σ_{y,y'} wins_{yy'} log σ(r_y − r_y') + (λ/2)‖r − anchor‖²,   λ = `precision` > 0,
+
+    `steps` Newton steps from `scores` (gradient Σ_y' (w_yy' σ(r_y − r_y') − wins_yy') + λ(r_y − a_y),
+    Hessian diag(Σ_y' M_yy' + λ) − M, M = w σ(1 − σ)); weights = wins + winsᵀ. Strictly convex for
+    λ > 0. One member of SEA's anchored ensemble (`sea_ts_update`); shapes (..., n[, n]).
+    """
+    eye = jnp.eye(scores.shape[-1])
+
+    def newton(r, _):
+        S = jax.nn.sigmoid(r[..., :, None] - r[..., None, :])
+        grad = jnp.sum(weights * S - wins, axis=-1) + precision * (r - anchor)
+        M = weights * S * (1 - S)
+        H = eye * (jnp.sum(M, axis=-1) + precision)[..., None] - M
+        return r - jnp.linalg.solve(H, grad[..., None])[..., 0], None
+
+    return jax.lax.scan(newton, scores, None, length=steps)[0]
+
+
+SEA_NEWTON_STEPS = 8
+"""Newton steps per refit of each ensemble member (warm-started: one comparison changes per step)."""
+
+
+def sea_thompson_pair(key, rewards, bai):
+    r"""SEA's pair for one query per context (Liu et al. 2024, Thompson sampling over the epistemic
+    reward; as `sail-sg/oat` oat/rm/model.py does it): shuffle the E ensemble members; y = argmax of the
+    first member's reward (a posterior sample). The second response, by `bai`:
+
+    - bai = 1, best-arm-identification TS (`EnnBAITS`, what oat's SEA example script runs): y' = argmax_{y'}
+      Var_e(r_e(y) − r_e(y')), the response whose margin against y the ensemble is least sure of
+      (oat/rm/uncertainty.py `logits_variance`; the variance is 0 at y' = y, so y' ≠ y);
+    - bai = 0, explore-exploit TS (`EnnEETS`): y' = argmax of the first later member whose argmax
+      differs from y, or y itself when all agree.
+
+    `rewards` (E, C, n); returns (y, y'), each (C,).
+    """
+    order = jax.random.permutation(key, rewards.shape[0])
+    best = jnp.argmax(rewards[order], axis=-1)  # (E, C)
+    first, rest = best[0], best[1:]
+    differs = rest != first
+    pick = jnp.argmax(differs, axis=0)  # the first member that disagrees
+    agreed = jnp.take_along_axis(rest, pick[None], axis=0)[0]
+    explore_exploit = jnp.where(jnp.any(differs, axis=0), agreed, first)
+    at_first = jnp.take_along_axis(rewards, jnp.broadcast_to(first[None, :, None], (rewards.shape[0], first.shape[0], 1)),
+                                   axis=-1)  # (E, C, 1): each member's reward of y
+    margin_variance = jnp.var(at_first - rewards, axis=0)  # (C, n)
+    best_arm = jnp.argmax(margin_variance, axis=-1)
+    return first, jnp.where(bai > 0, best_arm, explore_exploit)
+
+
+def sea_ts_update(key_data, wins, noise, rewards, A, log_ref, tau, precision, bai):
+    r"""One step of SEA (Sample-Efficient Alignment, Liu, Chen, Yang, Xu, Du & Lin 2024) in its tabular
+    bandit form: Thompson sampling for the pair, one preference query, the epistemic reward refit.
+
+    Epistemic model (the paper's ensemble, as `sail-sg/oat` trains it: every member on all the data,
+    each regularized towards its own random initialization, oat/rm/networks.py `regularization`):
+    member e's reward is `anchored_bradley_terry_fit` of all comparisons so far with prior precision
+    λ, anchored at a_e = z_e/√λ, z_e ~ N(0, I) drawn once (`noise`): anchored ensembling (Pearce et al.
+    2020; the randomized-prior sample of Osband et al. 2018), an exact posterior sample for a
+    linear-Gaussian model, approximate for Bradley-Terry. Not a bootstrap (oat resamples no data) and
+    not a Laplace posterior.
+
+    Step: (y, y') = `sea_thompson_pair` (`bai`: which second-response rule); the hard oracle answers
+    1[y ≻ y'] ~ Bernoulli(P(y ≻ y')); the answer is added to `wins` (a duel of y with itself, when every member agrees, is asked but
+    informs nothing and is not recorded); every member is refit. The policy is the KL-regularized
+    optimum of the posterior mean reward r̄ = mean_e r_e, π = softmax(log π_ref + r̄/τ): the target of
+    SEA's policy learner (online DPO against π_ref, β = τ), with the reward model in place of the
+    learner (gamesim's reading: the paper's section on the policy was not available to check).
+
+    No exact form: the pair is a random function of the posterior, and the posterior depends on
+    the realized answers, so the expected next state is not a map of the expected state.
+    Returns (log π_{t+1}, wins, rewards, next key); shapes wins (C, n, n), rewards/noise (E, C, n).
+    """
+    key, k_pair, k_answer = jax.random.split(jax.random.wrap_key_data(key_data), 3)
+    first, second = sea_thompson_pair(k_pair, rewards, bai)
+    p = jnp.take_along_axis(jnp.take_along_axis(0.5 + A, first[:, None, None], axis=-2)[:, 0],
+                            second[:, None], axis=-1)[:, 0]
+    label = jax.random.bernoulli(k_answer, p).astype(wins.dtype)
+    n = wins.shape[-1]
+    one_hot = jax.nn.one_hot(first, n, dtype=wins.dtype)[:, :, None] * jax.nn.one_hot(second, n, dtype=wins.dtype)[:, None, :]
+    informative = (first != second).astype(wins.dtype)[:, None, None]
+    wins = wins + informative * (label[:, None, None] * one_hot
+                                 + (1 - label[:, None, None]) * jnp.swapaxes(one_hot, -1, -2))
+    weights = wins + jnp.swapaxes(wins, -1, -2)
+    rewards = anchored_bradley_terry_fit(rewards, weights, wins, noise / jnp.sqrt(precision), precision,
+                                         SEA_NEWTON_STEPS)
+    log_pi = log_softmax(log_ref + jnp.mean(rewards, axis=0) / tau, axis=-1)
+    return log_pi, wins, rewards, jax.random.key_data(key)

@@ -779,6 +779,44 @@ def _xpo_stationary(ctx: Context) -> list[Check]:
               LIMIT_TOL),
         sharp("from π*, the fixed point (scipy root), the iterates stay at π* (max|Δπ| ≤ 1e-10)", moved, LIMIT_TOL),
     ]
+def apo_effective_steps(alpha: float, t):
+    r"""c_t of APO on a Bradley-Terry game: log π̂_t = log π_0 + η c_t s, with c_0 = 0, c_1 = 1 and
+    c_{t+1} = (1 + α)c_t − αc_{t−1} + 1, i.e. c_t − c_{t−1} = (1 − α^t)/(1 − α) and
+    c_t = t/(1 − α) − α(1 − α^t)/(1 − α)² (derived in `_apo_bt`)."""
+    t = np.asarray(t, float)
+    return t / (1 - alpha) - alpha * (1 - alpha ** t) / (1 - alpha) ** 2
+
+
+def _apo_bt(ctx: Context) -> list[Check]:
+    r"""Derived from APO's Algorithm 1 (He, Yuan & Gu 2024) on a Bradley-Terry game P = σ(s_y − s_y'): each
+    DPO step against π_t recovers s (as for `_iterative_dpo_bt`), so π̂_{t+1} ∝ π_t e^{ηs}, and the
+    extrapolation log π_{t+1} = (1 + α) log π̂_{t+1} − α log π̂_t keeps every iterate on the line
+    log π_0 + (·)ηs. Writing log π̂_t = log π_0 + ηc_t s gives log π_t = log π_0 + η(c_t + α(c_t − c_{t−1}))s
+    and c_{t+1} = c_t + α(c_t − c_{t−1}) + 1 (`apo_effective_steps`), c_t ≈ t/(1 − α): the paper's
+    1/(1 − α) acceleration over iterative DPO's c_t = t.
+
+    Sharp: π̂_t = softmax(log π_0 + ηc_t s). Bound, in the minimal sub-optimality gap setting of the paper's
+    analysis, Δ = min_{y ≠ y*} (s_{y*} − s_y): π̂_t(y)/π̂_t(y*) = (π_0(y)/π_0(y*)) e^{−ηc_t(s_{y*} − s_y)}, so
+    1 − π̂_t(y*) ≤ ((1 − π_0(y*))/π_0(y*)) e^{−ηc_tΔ}, with a-priori constants only."""
+    game, eta, alpha = ctx.game, 0.5, 0.3
+    T = 60
+    traj = ctx.simulate("apo", eta=eta, iterations=T, alpha=alpha)
+    P = np.stack([game.P]) if not game.contextual else game.P
+    s = np.log(P[..., 0]) - np.log1p(-P[..., 0])
+    log_pi0 = np.log(game.stacked_reference)
+    c = apo_effective_steps(alpha, traj.iterations)[:, None, None]
+    predicted = softmax(log_pi0 + c * eta * s, axis=-1)
+    pis = _stacked(game, traj.policies)
+    best = np.argmax(s, axis=-1)
+    gaps = np.sort(s, axis=-1)
+    delta = gaps[..., -1] - gaps[..., -2]
+    pi0_best = np.take_along_axis(game.stacked_reference, best[:, None], axis=-1)[:, 0]
+    pi_best = np.take_along_axis(pis, np.broadcast_to(best[None, :, None], (len(pis), len(best), 1)), axis=-1)[..., 0]
+    limit = (1 - pi0_best) / pi0_best * np.exp(-eta * c[..., 0] * delta)
+    return [sharp(f"π̂_t = softmax(log π_0 + ηc_t·s), c_t = t/(1−α) − α(1−α^t)/(1−α)², α = {alpha} (max|Δπ| ≤ 1e-7)",
+                  np.abs(pis - predicted).max(), 1e-7),
+            bound("1 − π̂_t(y*) ≤ ((1 − π_0(y*))/π_0(y*))·exp(−ηc_tΔ), Δ the minimal sub-optimality gap",
+                  1 - pi_best, limit)]
 
 
 # --- the registry ---------------------------------------------------------------------------------------------
@@ -878,6 +916,9 @@ for _claim in [
           "at α = 0 on a Bradley-Terry game the iterates are π_ref e^{s/β}/Z from the first step; at α > 0 each "
           "iterate is stationary for its objective on the accumulated pairs, and the population fixed point is one",
           _xpo_stationary, ("xpo",), BT[:2], BT[:1], kind="derivation"),
+    Claim("apo-bt", "gamesim: APO (He, Yuan & Gu 2024) Alg. 1 with DPO, on Bradley-Terry games (minimal-gap setting)",
+          "π̂_t = softmax(log π_0 + ηc_t s), c_t = t/(1 − α) − α(1 − α^t)/(1 − α)²; "
+          "1 − π̂_t(y*) ≤ ((1 − π_0(y*))/π_0(y*)) e^{−ηc_tΔ}", _apo_bt, ("apo",), BT, BT[:1], kind="derivation"),
     Claim("hedge-cycles", "SPPO / MWU; COMAL §5",
           "Hedge's last iterate does not converge: DualGap_0 ≥ 0.1 over the second half of the run",
           _hedge_cycles, ("sppo",), ("cycle3", "rps"), ("cycle3", "rps"), kind="observation"),

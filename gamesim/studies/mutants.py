@@ -154,6 +154,10 @@ def _specific() -> list[Mutant]:
         Mutant("opponent π_t (β = 0)", "nash-md-pg",
                _replace(step=lambda s, A, r, eta, tau, t, p: u.nash_md_pg_update(s, A, r, eta, tau, 0.0))),
         Mutant("weights π' (IPO-MD's update)", "nash-md-pg", _replace(step=get_algorithm("ipo-md").step)),
+        Mutant("momentum reversed (−α)", "apo", _apo_extrapolation(lambda hat, pi, a: (-a, hat))),
+        Mutant("α ×1.5", "apo", _apo_extrapolation(lambda hat, pi, a: (1.5 * a, hat))),
+        Mutant("extrapolated from π_t, not π̂_t", "apo", _apo_extrapolation(lambda hat, pi, a: (a, pi))),
+        Mutant("no extrapolation (iterative DPO)", "apo", _apo_extrapolation(lambda hat, pi, a: (0.0, hat))),
         Mutant("Hedge on P (no Bradley-Terry fit)", "iterative-dpo",
                _replace(step=lambda s, A, r, eta, tau, t, p: (u.hedge_update(s[0], A, eta), s[1]))),
     ]
@@ -179,6 +183,16 @@ def _xpo_mutant(alpha_sign=1.0, optimism_from_policy=False, beta_factor=1.0):
                                        s[0] if optimism_from_policy else r, False)
 
     return step
+def _apo_extrapolation(wrong: Callable) -> Callable:
+    """APO whose extrapolation is (1 + α') log π̂_{t+1} − α' log(base), (α', base) = wrong(π̂_t, π_t, α):
+    (α, π̂_t) is Algorithm 1's."""
+    def step(s, A, r, eta, tau, t, p):
+        log_hat, log_pi, scores = s
+        log_next, scores = u.iterative_dpo_update(log_pi, scores, A, eta)
+        alpha, base = wrong(log_hat, log_pi, p["alpha"])
+        return log_next, u.nesterov_extrapolation(log_next, base, alpha), scores
+
+    return _replace(step=step)
 
 
 def _never_refreshed(inner):
