@@ -28,7 +28,10 @@ TAUS = (0.1, 0.0)
 NUMBA = ("omd", "inpo", "nash-md", "sppo", "dno", "iterative-ipo")
 SAMPLED = (("inpo", "pairs"), ("inpo", "best-worst"), ("nash-md", "pairs"), ("nash-md", "egpo"),
            ("online-ipo", "pairs"), ("online-ipo", "egpo"), ("sppo", "win-rates"), ("sppo", "best-worst"),
-           ("iterative-dpo", "pairs"), ("omd", "egpo"), ("extragradient", "egpo"), ("nash-md-pg", "egpo"))
+           ("iterative-dpo", "pairs"), ("omd", "egpo"), ("extragradient", "egpo"), ("nash-md-pg", "egpo"),
+           ("apo", "pairs"), ("apo-sppo", "win-rates"), ("xpo", "pairs"), ("vpo", "pairs"))
+SAMPLED_OPTIONS = {"xpo": {"fit": "sgd", "eta": None}, "vpo": {"fit": "sgd", "eta": None}}
+"""Options a sampled recipe needs besides the defaults (XPO and VPO: no exact fit, no learning rate)."""
 
 
 def machine() -> str:
@@ -91,8 +94,9 @@ def compute() -> dict[str, np.ndarray]:
                                schedule="theorem")
     _trajectory(out, "simulate/nash-md/theorem-schedule", theorem)
     for name, recipe in SAMPLED:
-        traj = gamesim.simulate("random:n=3,seed=2,ref_seed=3", name, eta=0.3, tau=0.1, iterations=12, seed=5,
-                                record_every=4, feedback="sampled", recipe=recipe, pairs=32)
+        options = {"eta": 0.3, **SAMPLED_OPTIONS.get(name, {})}
+        traj = gamesim.simulate("random:n=3,seed=2,ref_seed=3", name, tau=0.1, iterations=12, seed=5,
+                                record_every=4, feedback="sampled", recipe=recipe, pairs=32, **options)
         _trajectory(out, f"sampled/{name}/{recipe}", traj)
     for spec in ("cycle3", "biased_rps", "rps:ref_seed=1", "random:n=10,seed=7", "kuhn:strategies=undominated"):
         for tau in (0.0, 0.05):

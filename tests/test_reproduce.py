@@ -18,7 +18,7 @@ from gamesim.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted(p.stem for p in (ROOT / "experiments").glob("*.toml"))
 EXPECTED = {"apmd", "bandit_gap", "calandriello", "comal", "cycling", "egpo", "egpo_neural", "egpo_sampled", "heatmap",
-            "inpo_theory", "kuhn", "mmd", "omwu_nlhf", "simplex",
+            "inpo_theory", "kuhn", "mmd", "omwu_nlhf", "sample_efficiency", "simplex",
             "transformer", "transitive"}
 
 

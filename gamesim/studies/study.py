@@ -13,7 +13,8 @@ is INPO Theorem 3's step √D/√T for each run's T. `records = R` records R + 1
 `iterations` is an axis); `record_every = k` records every k. `policies = true` keeps the
 recorded policies. `skip_invalid = true` leaves runs outside an algorithm's valid range
 (e.g. ητ > 1) as NaN and lists them in the provenance instead of stopping. A `[quick]` table
-overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`. `mode = "lm"`
+overrides keys of every group (and `[quick.group.NAME]` of one) for `--quick`; where it narrows a
+group's algorithms, the `per_algorithm` tables of those it leaves out are dropped. `mode = "lm"`
 runs the group in transformer mode (`lm.run`, keys LM_KEYS, games `sequence:…`, algorithms
 `recipes.TRANSFORMER_ALGORITHMS`): the same game as a tabular group on that spec, with the
 language model in place of the table. `mode = "mlp"`
@@ -175,6 +176,12 @@ def load_spec(path, quick: bool = False, allow_plugins: bool = False) -> Study:
         merged |= {k: v for k, v in quick_table.items() if k != "group"}
         merged |= quick_table.get("group", {}).get(name, {})
         check_keys(merged, RUN_KEYS + hyper, f"key in {where} [quick.group.{name}]")
+        if quick and "per_algorithm" in merged:  # a quick grid's narrower algorithms drop the others' overrides
+            full = {**defaults, **table}.get("algorithms", [])
+            check_keys(merged["per_algorithm"], [full] if isinstance(full, str) else full,
+                       f"per_algorithm entry in {where} group {name!r} (not in its algorithms)")
+            kept = [merged["algorithms"]] if isinstance(merged["algorithms"], str) else merged["algorithms"]
+            merged["per_algorithm"] = {a: v for a, v in merged["per_algorithm"].items() if a in kept}
         groups[name] = _group(name, merged, f"{where} group {name!r}")
         resolved_groups.append({"name": name, **merged})
     panels = raw["panel"]
