@@ -65,6 +65,11 @@ ALGORITHM_STYLE = {  # label, colour, line style, marker: the same in every figu
     "fictitious-play": ("fictitious play", "#000000", ":", "1"), "replicator": ("replicator", "#E69F00", "--", "2"),
     "mmd-moving-magnet": ("MMD, moving magnet", "#D55E00", "-", "*"), "apmd": ("APMD (slingshot)", "#0072B2", "-", "P"),
     "mwu": ("MWU", "#E69F00", "-", "o"), "omwu": ("optimistic MWU", "#009E73", "--", "D"),
+    "xpo": ("XPO", "#CC79A7", "-", "v"), "vpo": ("VPO", "#D55E00", "-", "^"),
+    "apo": ("APO (DPO, momentum)", "#56B4E9", "--", "D"), "apo-sppo": ("APO (SPPO, momentum)", "#E69F00", "--", "D"),
+    "sea": ("SEA (Thompson)", "#000000", "-", "*"), "sparring": ("Sparring (EXP3)", "#009E73", ":", "x"),
+    "zpg": ("ZPG", "#000000", ":", "+"), "omd-forward-kl": ("OMD, forward KL", "#0072B2", "--", "s"),
+    "omd-js": ("OMD, Jensen-Shannon", "#0072B2", ":", "s"), "omd-alpha": ("OMD, α-divergence", "#0072B2", "-.", "s"),
     # EGPO's methods by its own names (gamesim.lm.mlp, mode = "mlp")
     "online-ipo-1": ("Online IPO 1 (OMD)", "#0072B2", "-", "s"), "online-ipo-2": ("Online IPO 2", "#CC79A7", "--", "o"),
     "egpo": ("EGPO", "#D55E00", "--", "x"),
@@ -92,7 +97,7 @@ OVERLAY_LABELS = {"inpo-theorem3": "Theorem 3 bound", "inpo-theorem4": "Theorem 
                   "contraction": "(1 − ητ)^t KL₀"}
 KINDS = {"curves": ("x", "spread", "center", "overlays", "reference_group", "reference_label", "metric", "labels"),
          "final": ("x", "slope", "overlays", "reference_group", "reference_label", "metric"),
-         "queries-to": ("metric", "targets", "sustained"),
+         "queries-to": ("metric", "targets", "sustained", "labels"),
          "simplex": ("equilibria",),
          "heatmap": ("x", "y", "outline", "metric")}
 COMMON = ("kind", "group", "groups", "select", "hue", "hue_symbol", "title", "xlabel", "ylabel", "logx", "logy", "ylim", "legend")
@@ -462,19 +467,18 @@ def _queries_to(ax, panel, study, results):
             end = float(np.nanmax(queries[i][..., -1]))
             longest = max(longest, end)
             ok = np.isfinite(median) & (median > 0)
-            reached = f"{np.mean(np.isfinite(q[:, -1])):.0%} reach ε = {eps[-1]:.2g}"
             ax.plot(eps[ok], median[ok], color=color, ls=ls, marker=marker, ms=3.5, mfc="none",
-                    label=f"{_hue_label(group, hue, value, panel.get('hue_symbol'))} ({reached})")
+                    label=panel.get("labels", {}).get(str(value)) or _hue_label(group, hue, value, panel.get("hue_symbol")))
             band = np.isfinite(lo)
             ax.fill_between(eps[band], lo[band], np.where(np.isfinite(hi), hi, end)[band], color=color, alpha=0.15, lw=0)
     if longest:
         ax.axhline(longest, color="0.4", ls=":", lw=1.0, label="run length (not reached above)")
-    ax.invert_xaxis()  # smaller targets, harder, to the right
+    _finish(ax, panel, f"target ε ({AXIS_LABELS.get(metric, metric)})", "preference queries to reach ε",
+            logx=True)
     from matplotlib.ticker import NullFormatter  # matplotlib loads when a figure is drawn (see `draw`)
 
     ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels collide on a short range
-    _finish(ax, panel, f"target ε ({AXIS_LABELS.get(metric, metric)})", "preference queries to reach ε",
-            logx=True)
+    ax.set_xlim(eps[0] * 1.2, eps[-1] / 1.2)  # inverted: smaller targets, harder, to the right
 
 
 SIMPLEX_CORNERS = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, math.sqrt(3) / 2]])
