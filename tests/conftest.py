@@ -26,6 +26,21 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+LONGEST_FIRST = ("tests/test_verify.py::TestMutationMatrix", "tests/test_stored_values.py", "tests/test_verify.py",
+                 "tests/test_reproduce.py::TestQuick_bandit_gap", "tests/test_reproduce.py::TestQuick_sample_efficiency",
+                 "tests/test_trust.py", "tests/test_lm.py", "tests/test_engine.py", "tests/test_study.py")
+"""The test scopes that took longest in a measured two-worker run, longest first."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the longest scopes first (then the rest in collection order), so that the two workers
+    finish together: the longest-processing-time-first rule, with pyproject's --no-loadscope-reorder."""
+    def rank(item):
+        return next((i for i, prefix in enumerate(LONGEST_FIRST) if item.nodeid.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)
+
+
 @pytest.fixture(scope="session")
 def random_games():
     """Generic random games of the shapes the engine tests share."""

@@ -183,6 +183,8 @@ def _xpo_mutant(alpha_sign=1.0, optimism_from_policy=False, beta_factor=1.0):
                                        s[0] if optimism_from_policy else r, False)
 
     return step
+
+
 def _apo_extrapolation(wrong: Callable) -> Callable:
     """APO whose extrapolation is (1 + α') log π̂_{t+1} − α' log(base), (α', base) = wrong(π̂_t, π_t, α):
     (α, π̂_t) is Algorithm 1's."""
@@ -229,7 +231,7 @@ class Row:
         return any(v != "survived" and v != "not run" for v in self.verdicts.values())
 
 
-def kill_matrix(quick: bool = False, claims=None, first_kill: bool = False, log=None) -> list[Row]:
+def kill_matrix(quick: bool = False, claims=None, first_kill: bool = False, log=None, algorithms=None) -> list[Row]:
     """Run every claim about each mutant's algorithm with the mutant in its place (`gamesim verify --mutants`).
 
     A claim kills a mutant when any of its checks fails on any of its games (it stops at the first
@@ -237,10 +239,13 @@ def kill_matrix(quick: bool = False, claims=None, first_kill: bool = False, log=
 
     Args:
         quick: run the claims on their quick games.
-        claims: claim names (default all); the mutants are those of the algorithms they are about.
-        first_kill: move to the next mutant at the first claim that kills (faster; the matrix then
-            shows "not run" after it).
+        claims: claim names (default all), tried in this order; the mutants are those of the
+            algorithms they are about.
+        first_kill: move to the next mutant at the first claim that kills (faster, the more so the
+            cheaper the claims tried first; the matrix then shows "not run" after it).
         log: called with one line per mutant as it finishes (e.g. print), or None.
+        algorithms: only the mutants of these algorithms (default: all the claims are about), so
+            that the matrix can be computed in parts.
 
     Returns:
         One Row per mutant: claim name → "killed", "survived", "error: …" or "not run".
@@ -250,7 +255,8 @@ def kill_matrix(quick: bool = False, claims=None, first_kill: bool = False, log=
     """
     chosen = select(claims)
     rows = []
-    for mutant in library(list(dict.fromkeys(a for c in chosen for a in c.algorithms))):
+    about = [a for a in dict.fromkeys(a for c in chosen for a in c.algorithms) if algorithms is None or a in algorithms]
+    for mutant in library(about) if about else []:
         t0, row = time.perf_counter(), Row(mutant)
         substitute, runner = mutant.apply()
         for claim in (c for c in chosen if mutant.algorithm in c.algorithms):
