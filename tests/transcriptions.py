@@ -211,6 +211,8 @@ def f_omd(name, alpha=None):
         return normalize(pi * np.exp(eta * (P @ pi - tau * f_prime(name, pi / ref, alpha))))
 
     return step
+
+
 class OptimisticDPO:
     """XPO (Xie et al. 2024, Alg. 1) / online VPO (Cen et al. 2024, π_cal = π_ref) in population form,
     in probability space: the pairs so far (y ~ π_i, y' ~ π_ref for XPO, y' ~ π_i for VPO, mass 1 each)

@@ -17,11 +17,15 @@ policy on that data by minimizing the algorithm's loss (`Recipe.loss`) relative 
 | vpo | pairs from π_t, all kept | DPO, β = τ, + αβ E_{π_ref} log π (VPO, online) | log π_ref | 1/τ |
 | apo | pairs from π_t (the extrapolated reference) | DPO, β = 1/η, then APO's extrapolation | log π_t | η |
 | apo-sppo | as sppo, from π_t (the extrapolated reference) | SPPO eqs. 4.6–4.7, then APO's extrapolation | log π_t | η |
+| omd-forward-kl, omd-js, omd-alpha | pairs from π_t | pair regression, INPO eq. 8 with the f-divergence's anchor | log π_t − ητ f′(π_t/π_ref) | η |
 
 The pair regression is the mean of ((θ − c)(y) − (θ − c)(y') − scale·(ℓ − 1/2))² (`losses.
 pair_regression_loss`), SPPO's loss (log π(y) − c(y) − (scale·P̂ − scale/2))², DPO's −log σ((h(y) −
 h(y'))/scale), h = log π − c. The anchors "mirror" and "mixture" are `updates.geometric_logits` at
-w = ητ (the mixture normalized). The transformer mode runs the same losses on pairs of sequences.
+w = ητ (the mixture normalized); "f-mirror" is the f-regularized step with no preference signal,
+`updates.f_omd_update` at A = 0 (INPO's anchor when f is the reverse KL), so the pair regression's
+population minimizer is the `omd-*` step, as INPO's is the OMD step. The transformer mode runs the
+same losses on pairs of sequences (not the f-mirror anchor, which needs π_t's per-response ratio).
 
 `Recipe.momentum` (apo, apo-sppo): the fitted policy is π̂_{t+1}, recorded; the next sampler and anchor
 is APO's extrapolation π_{t+1} ∝ π̂_{t+1}(π̂_{t+1}/π̂_t)^α (`updates.nesterov_extrapolation`, He, Yuan &
@@ -133,7 +137,8 @@ class Recipe:
         data: `recipe=` name → `DATA` kind; the first is the default.
         loss: "pair-regression", "sppo" or "dpo" (see the module docstring); None: EGPO's only.
         anchor: c, "mirror" ((1 − ητ) log π_t + ητ log π_ref), "mixture" (its normalization, the
-            sampler too), "reference" (log π_ref) or "policy" (log π_t).
+            sampler too), "reference" (log π_ref), "policy" (log π_t) or "f-mirror" (log π_t − ητ
+            f′(π_t/π_ref) normalized, f the algorithm's divergence).
         scale: "eta" (η) or "inverse-tau" (1/τ), the factor on ℓ − 1/2.
         sampler: "policy" (π_t) or "mixture" (π^μ_t ∝ π_t^{1−ητ} π_ref^{ητ}).
         partner: the second response's sampler, "same" (the sampler's) or "reference" (π_ref: XPO's ỹ).
@@ -164,7 +169,7 @@ class Recipe:
     @property
     def transformer(self) -> bool:
         """Whether the transformer mode runs it: its own loss on pairs (EGPO's estimators are tabular)."""
-        return self.loss is not None and not self.accumulate and not self.momentum
+        return self.loss is not None and not self.accumulate and not self.momentum and self.anchor != "f-mirror"
 
     @property
     def needs_tau(self) -> bool:
@@ -197,6 +202,10 @@ RECIPES: dict[str, Recipe] = {r.algorithm: r for r in [
     Recipe("vpo", {"pairs": "pairs"}, "optimistic-dpo", "reference", scale="inverse-tau", accumulate=True,
            optimism="reference",
            source="VPO (Cen et al. 2024), online: y, y' ~ π_t, all data kept, + αβ E_{π_ref} log π (π_cal = π_ref)"),
+    *(Recipe(name, {"pairs": "pairs"}, "pair-regression", "f-mirror",
+             source="INPO (Zhang et al. 2024) eq. 8's pair regression, anchored at the f-regularized step "
+                    "(f-DPO's divergences, Wang et al. 2023)")
+      for name in ("omd-forward-kl", "omd-js", "omd-alpha")),
     Recipe("apo", {"pairs": "pairs"}, "dpo", "policy", momentum=True,
            source="APO (He, Yuan & Gu 2024) Alg. 1 with DPO (reference π_t, β = 1/η)"),
     Recipe("apo-sppo", {"win-rates": "win-rates", "best-worst": "best-and-worst"}, "sppo", "policy", momentum=True,

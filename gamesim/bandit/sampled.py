@@ -43,11 +43,13 @@ import optax
 
 from gamesim.bandit import feedback
 from gamesim.bandit.recipes import DATA, FITS, OPTIONS, ORACLE_PARAMS, ORACLES, PARAMS, RECIPES
+from gamesim.core.divergences import f_prime_log
 from gamesim.core.errors import GamesimError
 from gamesim.core.names import did_you_mean
 from gamesim.dynamics import losses
 from gamesim.dynamics.algorithms import get_algorithm
-from gamesim.dynamics.updates import bradley_terry_fit, geometric_logits, geometric_mixture, nesterov_extrapolation
+from gamesim.dynamics.updates import (bradley_terry_fit, f_omd_update, geometric_logits, geometric_mixture,
+                                      nesterov_extrapolation)
 
 LBFGS_STEPS = 100
 """L-BFGS iterations of SPPO's exact fit: its loss pins only the sampled responses' probabilities."""
@@ -135,8 +137,8 @@ def sampled_algorithm(name: str, pairs: int = OPTIONS["pairs"].default, recipe: 
     else:
         if fit != "exact":
             params["lr"] = PARAMS["lr"]
-        if spec.momentum:
-            params.update(exact.params)  # APO's alpha
+        if spec.momentum or spec.anchor == "f-mirror":
+            params.update(exact.params)  # APO's alpha; the α-divergence's alpha
         step = _make_step(name, recipe, pairs, K, fit, steps, batch or size, oracle == "hard", spec.momentum)
         queries = pairs * QUERIES[kind](K)
     best_response = spec.anchor == "reference" and fit == "exact" and kind != "egpo"  # named for what it is
@@ -168,8 +170,13 @@ def _first(state):
     return state[0]
 
 
-def _anchor(kind, log_pi, log_ref, eta, tau):
-    """The anchor c of `recipes.Recipe.anchor` for one context's log π_t."""
+def _anchor(kind, log_pi, log_ref, eta, tau, divergence=None):
+    """The anchor c of `recipes.Recipe.anchor` for one context's log π_t; `divergence` (name, α) for
+    "f-mirror", the f-regularized step with no preference signal, `updates.f_omd_update` at A = 0."""
+    if kind == "f-mirror":
+        name, alpha = divergence
+        return f_omd_update(log_pi, jnp.zeros(log_pi.shape[-1:] * 2, log_pi.dtype), log_ref, eta, tau,
+                            lambda ell: f_prime_log(name, ell, alpha, jnp))
     if kind == "mirror":
         return geometric_logits(log_pi, log_ref, eta * tau)
     if kind == "mixture":
@@ -187,10 +194,11 @@ COLLECT = {
 """Each data kind's draw (`recipes.DATA`) from the sampler's log-policy, N prompts, K samples."""
 
 
-def collect(name, recipe, N, K, key, log_pi, A, log_ref, eta, tau, oracle):
-    """One context's data for `name` under `recipe`, with the anchor c and the target scale of its loss."""
+def collect(name, recipe, N, K, key, log_pi, A, log_ref, eta, tau, oracle, params=None):
+    """One context's data for `name` under `recipe`, with the anchor c and the target scale of its loss
+    (`params`: the run's hyperparameters, for an f-divergence's α)."""
     spec = RECIPES[name]
-    anchor = _anchor(spec.anchor, log_pi, log_ref, eta, tau)
+    anchor = _anchor(spec.anchor, log_pi, log_ref, eta, tau, get_algorithm(name).divergence_of(params or {}))
     log_sampler = anchor if spec.sampler == "mixture" else log_pi
     return COLLECT[spec.data[recipe]](key, log_sampler, A, oracle, N, K), anchor, spec.target_scale(eta, tau)
 
@@ -289,7 +297,7 @@ def _make_step(name, recipe, N, K, fit, steps, batch, hard, momentum=False):
     def context_step(key, log_pi, A, log_ref, scores, eta, tau, params):
         oracle = feedback.Oracle(1.0 if hard else 0.0, params["flip"], params["position_bias"])
         k_data, k_fit = jax.random.split(key)
-        data, anchor, scale = collect(name, recipe, N, K, k_data, log_pi, A, log_ref, eta, tau, oracle)
+        data, anchor, scale = collect(name, recipe, N, K, k_data, log_pi, A, log_ref, eta, tau, oracle, params)
         if fit == "exact":
             theta, scores = exact_fit(name, data, anchor, scale, scores)
         else:

@@ -433,6 +433,8 @@ def sparring_exact_update(log_w_left, log_w_right, A, eta, gamma):
     p_left, p_right = (jnp.exp(exp3_policy(lw, gamma)) for lw in (log_w_left, log_w_right))
     return (log_softmax(log_w_left + eta * matvec(A, p_right), axis=-1),
             log_softmax(log_w_right + eta * matvec(A, p_left), axis=-1))
+
+
 def f_omd_update(log_pi, A, log_ref, eta, tau, f_prime):
     r"""Mirror descent on the f-regularized game (`gamesim.core.divergences`), explicit in the regularizer:
 
