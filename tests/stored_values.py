@@ -29,7 +29,8 @@ NUMBA = ("omd", "inpo", "nash-md", "sppo", "dno", "iterative-ipo")
 SAMPLED = (("inpo", "pairs"), ("inpo", "best-worst"), ("nash-md", "pairs"), ("nash-md", "egpo"),
            ("online-ipo", "pairs"), ("online-ipo", "egpo"), ("sppo", "win-rates"), ("sppo", "best-worst"),
            ("iterative-dpo", "pairs"), ("omd", "egpo"), ("extragradient", "egpo"), ("nash-md-pg", "egpo"),
-           ("apo", "pairs"), ("apo-sppo", "win-rates"), ("xpo", "pairs"), ("vpo", "pairs"))
+           ("apo", "pairs"), ("apo-sppo", "win-rates"), ("xpo", "pairs"), ("vpo", "pairs"), ("omd-js", "pairs"),
+           ("omd-alpha", "pairs"))
 SAMPLED_OPTIONS = {"xpo": {"fit": "sgd", "eta": None}, "vpo": {"fit": "sgd", "eta": None}}
 """Options a sampled recipe needs besides the defaults (XPO and VPO: no exact fit, no learning rate)."""
 
@@ -72,16 +73,18 @@ def _algorithms() -> list[str]:
 def compute() -> dict[str, np.ndarray]:
     import gamesim
     from gamesim.cli import main
+    from gamesim.dynamics.algorithms import get_algorithm
 
     out: dict[str, np.ndarray] = {}
     names = _algorithms()
     out["algorithms"] = np.array(names)
     for name in names:
+        eta = 0.3 if get_algorithm(name).learning_rate else None  # fictitious play, XPO, VPO, SEA: no η
         for game in GAMES:
             for tau in TAUS:
                 for backend in ("jax", "numba") if name in NUMBA else ("jax",):
                     try:
-                        traj = gamesim.simulate(game, name, eta=0.3, tau=tau, iterations=40, record_every=4,
+                        traj = gamesim.simulate(game, name, eta=eta, tau=tau, iterations=40, record_every=4,
                                                 backend=backend)
                     except gamesim.GamesimError as exc:  # e.g. an algorithm that needs tau > 0
                         out[f"simulate/{name}/{game}/tau={tau}/{backend}/refused"] = np.array(str(exc).split(";")[0])
