@@ -563,6 +563,7 @@ def apo_dpo_update(log_pi, log_hat, scores, A, eta, alpha):
 
     the first `iterative_dpo_update` (DPO against reference π_t on pairs from π_t, r̂_t the
     Bradley-Terry fit, η = 1/β), the second `nesterov_extrapolation`.
+
     On a Bradley-Terry game r̂_t = s (the true scores, up to a constant), so log π̂_t = log π_0 +
     η c_t s with c_t − c_{t−1} = (1 − α^t)/(1 − α), c_t = t/(1 − α) − α(1 − α^t)/(1 − α)² (derived;
     `gamesim verify apo-bt`): the effective step grows to η/(1 − α) per iteration, the paper's
